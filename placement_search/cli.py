@@ -1,0 +1,426 @@
+"""The ``placement-search`` command line: a thin layer over the Python API.
+
+User mistakes (bad files, names, values) print one ``error:`` line and exit with status 2,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from .errors import UserError
+from .space import SearchSpace, list_spaces, load_space
+
+__all__ = ["main"]
+
+
+def _g(n: float) -> str:
+    return f"{n / 1e9:,.3f} G"
+
+
+def _m(n: float) -> str:
+    return f"{n / 1e6:,.3f} M"
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str], align: str = "") -> str:
+    """Plain-text table; ``align`` has one 'l' or 'r' per column (default: first left, rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for j, r in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+_SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def _count(text: str) -> int:
+    """Parse '20G', '1.5e9', '750M' into an integer."""
+    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgGtT]?)\s*", text)
+    try:
+        if not m:
+            raise ValueError
+        return int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number like 20G, 750M or 1.5e9, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _emit(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+# -- space ----------------------------------------------------------------------------------
+
+
+def cmd_space_list(args: argparse.Namespace) -> None:
+    spaces = [load_space(n) for n in list_spaces()]
+    if args.json:
+        _emit([{"name": s.name, "description": s.description, "size": s.size, "path": str(s.path)} for s in spaces])
+        return
+    print(
+        _table(
+            [(s.name, f"{s.size:,}", len(s.groups), s.description) for s in spaces],
+            ["space", "placements", "decisions", "description"],
+            "lrrl",
+        )
+    )
+
+
+def cmd_space_show(args: argparse.Namespace) -> None:
+    space = load_space(args.space)
+    info = space.describe()
+    if args.json:
+        _emit(info)
+        return
+    print(f"space {space.name}: {space.description}")
+    print(f"file: {space.path}")
+    bargs = ", ".join(f"{k}={v}" for k, v in info["backbone"]["args"].items())
+    print(f"backbone: {space.backbone.name} ({bargs})")
+    print(f"default clip: {space.clip[0]} frames x {space.clip[1]}x{space.clip[1]}")
+    print()
+    print(
+        _table(
+            [
+                (
+                    p["name"],
+                    p["group"],
+                    f"{p['in_channels']}->{p['out_channels']}",
+                    p["spatial_stride"],
+                    p["default_kt"],
+                    " ".join(p["choices"]),
+                )
+                for p in info["positions"]
+            ],
+            ["position", "group", "channels", "stride", "kt", "choices"],
+            "llrrrl",
+        )
+    )
+    print()
+    print(f"{len(space.groups)} decisions (tied groups), {space.size:,} placements")
+    print()
+    print(
+        _table(
+            [
+                (n, v["string"], "" if v["in_space"] else "reference", v["description"])
+                for n, v in info["placements"].items()
+            ],
+            ["named placement", "ops (one per group)", "", "description"],
+            "llll",
+        )
+    )
+
+
+def cmd_space_count(args: argparse.Namespace) -> None:
+    space = load_space(args.space)
+    costs = space.costs(frames=args.frames, size=args.size, num_classes=args.classes)
+    summary = costs.summary()
+    out: dict[str, Any] = {
+        "space": space.name,
+        "input": list(costs.input_shape),
+        "placements": costs.size,
+        **summary,
+        "min_macs_placement": space.placement_string(costs.placement(summary["min_macs_index"])),
+        "max_macs_placement": space.placement_string(costs.placement(summary["max_macs_index"])),
+    }
+    if args.max_macs is not None or args.max_params is not None:
+        out["max_macs"] = summary["max_macs"]
+        out["budget"] = {"max_macs": args.max_macs, "max_params": args.max_params}
+        out["within_budget"] = costs.count_within(max_macs=args.max_macs, max_params=args.max_params)
+    if args.json:
+        _emit(out)
+        return
+    print(f"space {space.name} at input {tuple(costs.input_shape)}: {costs.size:,} placements")
+    print(
+        f"  MACs   {_g(summary['min_macs'])} .. {_g(summary['max_macs'])}"
+        f"   (FLOPs {_g(2 * summary['min_macs'])} .. {_g(2 * summary['max_macs'])})"
+    )
+    print(f"  params {_m(summary['min_params'])} .. {_m(summary['max_params'])}")
+    print(f"  fewest MACs: {out['min_macs_placement']}")
+    print(f"  most MACs:   {out['max_macs_placement']}")
+    if "within_budget" in out:
+        parts = []
+        if args.max_macs is not None:
+            parts.append(f"MACs <= {_g(args.max_macs)}")
+        if args.max_params is not None:
+            parts.append(f"params <= {_m(args.max_params)}")
+        n = out["within_budget"]
+        print(f"  within budget ({', '.join(parts)}): {n:,} placements ({100 * n / costs.size:.2f}%)")
+
+
+# -- flops ----------------------------------------------------------------------------------
+
+
+def cmd_flops(args: argparse.Namespace) -> None:
+    space = load_space(args.space)
+    placement = space.resolve(args.placement)
+    cost = space.cost(placement, frames=args.frames, size=args.size, num_classes=args.classes)
+    out = {
+        "space": space.name,
+        "placement": space.placement_string(placement),
+        "placement_json": placement.to_dict(),
+        "classes": args.classes,
+        **cost.to_dict(per_layer=args.per_layer),
+    }
+    if args.latency:
+        from .latency import measure_latency
+
+        model = space.build(placement, num_classes=args.classes)
+        out["latency"] = measure_latency(
+            model, cost.input, device=args.device, batch=args.batch, runs=args.runs
+        ).to_dict()
+    if args.json:
+        _emit(out)
+        return
+    print(f"space {space.name}, placement: {out['placement']}")
+    print(f"input {tuple(cost.input)} (N, C, T, H, W), {args.classes} classes")
+    print(f"  params {cost.params:,} ({_m(cost.params)})")
+    print(f"  MACs   {cost.macs:,} ({_g(cost.macs)})")
+    print(f"  FLOPs  {cost.flops:,} ({_g(cost.flops)})  = 2 x MACs")
+    print()
+    kt = {p.name: p.default_kt for p in space.positions}
+    rows = [
+        (n, placement[n].token(kt[n]), f"{c.params:,}", _g(c.macs), f"{100 * c.macs / cost.macs:.1f}%")
+        for n, c in cost.per_position.items()
+    ]
+    rows.append(
+        (
+            "(fixed layers)",
+            "",
+            f"{cost.fixed.params:,}",
+            _g(cost.fixed.macs),
+            f"{100 * cost.fixed.macs / cost.macs:.1f}%",
+        )
+    )
+    print(_table(rows, ["position", "op", "params", "MACs", "share"], "llrrr"))
+    if args.per_layer:
+        print()
+        print(
+            _table(
+                [
+                    (
+                        lay.name,
+                        lay.position or "",
+                        "x".join(map(str, lay.kernel)),
+                        "x".join(map(str, lay.stride)),
+                        "x".join(map(str, lay.out_shape[1:])),
+                        f"{lay.params:,}",
+                        f"{lay.macs:,}",
+                    )
+                    for lay in cost.layers
+                ],
+                ["layer", "position", "kernel", "stride", "output", "params", "MACs"],
+                "llllrrr",
+            )
+        )
+    if args.latency:
+        lat = out["latency"]
+        print()
+        print(
+            f"latency on {lat['device']}, batch {lat['batch']}: median {lat['median_ms']:.2f} ms "
+            f"({lat['clips_per_s']:.1f} clips/s) over {lat['runs']} runs after {lat['warmup']} warm-up"
+        )
+
+
+# -- families -------------------------------------------------------------------------------
+
+
+def family_table(
+    space: SearchSpace, *, frames: int | None, size: int | None, classes: int, kind: str | None
+) -> list[dict[str, Any]]:
+    """Cost of every bottom-/top-heavy placement (the x-axis of the S3D paper's figure)."""
+    costs = space.costs(frames=frames, size=size, num_classes=classes)
+    rows = []
+    for family in ("bottom_heavy", "top_heavy"):
+        for k in range(len(space.groups) + 1):
+            p = space.family(family, k, kind)
+            macs, params = costs.cost(p)
+            rows.append(
+                {
+                    "family": family,
+                    "k": k,
+                    "name": f"{family}_{k}",
+                    "placement": space.placement_string(p),
+                    "params": params,
+                    "macs": macs,
+                    "flops": 2 * macs,
+                }
+            )
+    return rows
+
+
+def cmd_families(args: argparse.Namespace) -> None:
+    space = load_space(args.space)
+    kind = args.kind or space.family_kind
+    rows = family_table(space, frames=args.frames, size=args.size, classes=args.classes, kind=kind)
+    shape = space.input_shape(args.frames, args.size)
+    if args.json:
+        _emit({"space": space.name, "input": list(shape), "kind": kind, "families": rows})
+        return
+    print(f"space {space.name}, temporal kind {kind}, input {shape} (N, C, T, H, W)")
+    print(
+        _table(
+            [(r["name"], r["placement"], f"{r['params']:,}", _g(r["macs"]), _g(r["flops"])) for r in rows],
+            ["placement", "ops (one per group)", "params", "MACs", "FLOPs"],
+            "llrrr",
+        )
+    )
+
+
+# -- references -----------------------------------------------------------------------------
+
+
+def reference_table(space: SearchSpace, *, frames: int | None, size: int | None, classes: int) -> list[dict[str, Any]]:
+    """Cost of the published models and uniform placements of a space (the named
+    placements other than the bottom-/top-heavy families)."""
+    rows = []
+    for name, named in space.named.items():
+        if name.startswith(("bottom_heavy_", "top_heavy_")):
+            continue
+        cost = space.cost(named.placement, frames=frames, size=size, num_classes=classes)
+        rows.append(
+            {
+                "space": space.name,
+                "name": name,
+                "description": named.description,
+                "placement": space.placement_string(named.placement),
+                "input": list(cost.input),
+                "params": cost.params,
+                "macs": cost.macs,
+                "flops": cost.flops,
+            }
+        )
+    return rows
+
+
+def cmd_references(args: argparse.Namespace) -> None:
+    rows = []
+    for name in args.spaces or list_spaces():
+        rows += reference_table(load_space(name), frames=args.frames, size=args.size, classes=args.classes)
+    if args.json:
+        _emit(rows)
+        return
+    print("Reference architectures: params, MACs (multiply-adds of conv and linear layers) and FLOPs (= 2 x MACs)")
+    print(f"at each space's default clip, {args.classes} classes\n")
+    print(
+        _table(
+            [
+                (
+                    r["space"],
+                    r["name"],
+                    "x".join(map(str, r["input"][2:])),
+                    _m(r["params"]),
+                    _g(r["macs"]),
+                    _g(r["flops"]),
+                    r["description"],
+                )
+                for r in rows
+            ],
+            ["space", "placement", "clip TxHxW", "params", "MACs", "FLOPs", "description"],
+            "llrrrrl",
+        )
+    )
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def _clip_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=_positive, help="clip length T (default: the space's clip)")
+    p.add_argument("--size", type=_positive, help="clip height and width S (default: the space's clip)")
+    p.add_argument("--classes", type=_positive, default=400, help="classifier width (default 400)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="placement-search",
+        description="Search where a video network needs temporal convolutions (2D / 3D / separable).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    space = sub.add_parser("space", help="list and inspect search spaces")
+    ssub = space.add_subparsers(dest="space_command", required=True, metavar="SUBCOMMAND")
+    p = ssub.add_parser("list", help="the shipped search spaces")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_space_list)
+    p = ssub.add_parser("show", help="positions, choices, tied groups, named placements, size")
+    p.add_argument("space", metavar="SPACE", help="a space name from search_spaces/ or a path to a .toml file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_space_show)
+    p = ssub.add_parser("count", help="MACs range over the whole space and the number of placements within a budget")
+    p.add_argument("space", metavar="SPACE")
+    _clip_args(p)
+    p.add_argument("--max-macs", type=_count, help="MACs budget, e.g. 20G")
+    p.add_argument("--max-params", type=_count, help="parameter budget, e.g. 10M")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_space_count)
+
+    p = sub.add_parser("flops", help="params, MACs and FLOPs of one placement")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument(
+        "--placement",
+        required=True,
+        metavar="NAME_OR_JSON",
+        help="a named placement, placement JSON (text or .json file), or op tokens, one per group",
+    )
+    _clip_args(p)
+    p.add_argument("--per-layer", action="store_true", help="list every conv and linear layer")
+    p.add_argument("--latency", action="store_true", help="also time the built model")
+    p.add_argument("--device", default="cpu", help="device for --latency (default cpu)")
+    p.add_argument("--batch", type=_positive, default=1, help="clips per forward pass for --latency")
+    p.add_argument("--runs", type=_positive, default=10, help="timed runs for --latency (median reported)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("families", help="cost of every bottom-heavy and top-heavy placement")
+    p.add_argument("space", metavar="SPACE")
+    _clip_args(p)
+    p.add_argument("--kind", help="temporal kind of the families (default: the space's family_kind)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_families)
+
+    p = sub.add_parser("references", help="cost table of the published models and uniform placements")
+    p.add_argument("spaces", nargs="*", metavar="SPACE", help="spaces to list (default: every shipped space)")
+    _clip_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_references)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except UserError as e:
+        print(f"placement-search: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

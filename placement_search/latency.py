@@ -1,0 +1,90 @@
+"""Measured latency and throughput of a built model on a device."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+__all__ = ["Latency", "measure_latency"]
+
+
+@dataclass(frozen=True)
+class Latency:
+    device: str
+    batch: int
+    warmup: int
+    runs: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.batch / (self.median_ms / 1e3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "clips_per_s": self.clips_per_s}
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device: {name!r} is not a device name (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device: {name!r} asked for, but this torch sees no CUDA device")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device: {name!r} asked for, but MPS is not available")
+    return device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@torch.inference_mode()
+def measure_latency(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    device: str = "cpu",
+    batch: int = 1,
+    warmup: int = 3,
+    runs: int = 10,
+) -> Latency:
+    """Median forward time of ``model`` in eval mode on a random clip.
+
+    Args:
+        model: the model (moved to ``device``).
+        input_shape: ``(1, C, T, H, W)``; the batch dimension is replaced by ``batch``.
+        device: torch device name.
+        batch: clips per forward pass.
+        warmup: untimed passes first (allocator, cuDNN autotuning).
+        runs: timed passes; the median is reported.
+    """
+    if batch < 1 or runs < 1 or warmup < 0:
+        raise UserError(f"latency: batch and runs must be >= 1 and warmup >= 0, got {batch}, {runs}, {warmup}")
+    dev = _device(device)
+    model = model.to(dev).eval()
+    x = torch.randn((batch, *input_shape[1:]), device=dev)
+    for _ in range(warmup):
+        model(x)
+    _sync(dev)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model(x)
+        _sync(dev)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return Latency(str(dev), batch, warmup, runs, statistics.median(times), min(times), max(times))

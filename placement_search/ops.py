@@ -1,0 +1,167 @@
+"""The op kinds a searchable position can take, resolved through one registry.
+
+Every op kind has one signature::
+
+    build_op(kind, in_channels, out_channels, kernel=(kt, k, k), stride=(st, s, s),
+             norm_layer=..., act_layer=..., mid_channels=None) -> nn.Module
+
+and returns the convolution part of a position *without* its final normalisation and
+activation (the backbone adds those, so every kind ends the same way)::
+
+    2d       Conv(1 x k x k, stride st x s x s)
+    3d       Conv(kt x k x k, stride st x s x s)
+    sep      Conv(1 x k x k, stride 1 x s x s) -> norm -> act -> Conv(kt x 1 x 1, stride st x 1 x 1)
+             middle width = out_channels (S3D, Xie et al. 2018)
+    2plus1d  same factorisation, middle width chosen so the parameter count matches the
+             full kt x k x k conv (R(2+1)D, Tran et al. 2018):
+             M = floor(kt * k^2 * N_in * N_out / (k^2 * N_in + kt * N_out))
+
+Padding keeps sizes "same" for odd kernels: (kt // 2, k // 2, k // 2). A new kind is one
+function and one :func:`register_op` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from torch import nn
+
+from .errors import UserError
+
+__all__ = [
+    "OP_KINDS",
+    "TEMPORAL_KINDS",
+    "OpBuilder",
+    "build_op",
+    "check_kind",
+    "register_op",
+    "tran_mid_channels",
+]
+
+Triple = tuple[int, int, int]
+NormLayer = Callable[[int], nn.Module]
+ActLayer = Callable[[], nn.Module]
+
+
+class OpBuilder(Protocol):
+    def __call__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel: Triple,
+        stride: Triple,
+        norm_layer: NormLayer,
+        act_layer: ActLayer,
+        mid_channels: int | None,
+        bias: bool,
+    ) -> nn.Module: ...
+
+
+OP_KINDS: dict[str, OpBuilder] = {}
+#: Kinds whose receptive field spans time (everything but ``2d``).
+TEMPORAL_KINDS: tuple[str, ...] = ("3d", "sep", "2plus1d")
+
+
+def register_op(name: str) -> Callable[[OpBuilder], OpBuilder]:
+    """Register an op builder under ``name`` (decorator)."""
+
+    def deco(fn: OpBuilder) -> OpBuilder:
+        if name in OP_KINDS:
+            raise ValueError(f"op kind {name!r} is already registered")
+        OP_KINDS[name] = fn
+        return fn
+
+    return deco
+
+
+def check_kind(kind: str, where: str = "op kind") -> str:
+    if kind not in OP_KINDS:
+        known = ", ".join(repr(k) for k in OP_KINDS)
+        raise UserError(f"{where}: unknown op kind {kind!r}; known kinds are {known}")
+    return kind
+
+
+def _conv(in_ch: int, out_ch: int, kernel: Triple, stride: Triple, bias: bool = False) -> nn.Conv3d:
+    padding = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
+    return nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=bias)
+
+
+def tran_mid_channels(in_channels: int, out_channels: int, kt: int, k: int) -> int:
+    """Middle width of R(2+1)D that matches the parameter count of a full kt x k x k conv."""
+    return (kt * k * k * in_channels * out_channels) // (k * k * in_channels + kt * out_channels)
+
+
+@register_op("2d")
+def _build_2d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias):
+    return _conv(in_channels, out_channels, (1, kernel[1], kernel[2]), stride, bias)
+
+
+@register_op("3d")
+def _build_3d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias):
+    return _conv(in_channels, out_channels, kernel, stride, bias)
+
+
+def _factorised(in_ch, out_ch, mid, kernel, stride, norm_layer, act_layer, bias) -> nn.Sequential:
+    return nn.Sequential(
+        _conv(in_ch, mid, (1, kernel[1], kernel[2]), (1, stride[1], stride[2])),
+        norm_layer(mid),
+        act_layer(),
+        _conv(mid, out_ch, (kernel[0], 1, 1), (stride[0], 1, 1), bias),
+    )
+
+
+@register_op("sep")
+def _build_sep(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias):
+    mid = out_channels if mid_channels is None else mid_channels
+    return _factorised(in_channels, out_channels, mid, kernel, stride, norm_layer, act_layer, bias)
+
+
+@register_op("2plus1d")
+def _build_2plus1d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias):
+    if mid_channels is None:
+        mid_channels = tran_mid_channels(in_channels, out_channels, kernel[0], kernel[1])
+    return _factorised(in_channels, out_channels, mid_channels, kernel, stride, norm_layer, act_layer, bias)
+
+
+def build_op(
+    kind: str,
+    in_channels: int,
+    out_channels: int,
+    *,
+    kernel: Triple,
+    stride: Triple = (1, 1, 1),
+    norm_layer: NormLayer = nn.BatchNorm3d,
+    act_layer: ActLayer = nn.ReLU,
+    mid_channels: int | None = None,
+    bias: bool = False,
+) -> nn.Module:
+    """Build the convolution part of a position of kind ``kind``.
+
+    Args:
+        kind: a registered op kind (``2d``, ``3d``, ``sep``, ``2plus1d``).
+        in_channels: input width.
+        out_channels: output width.
+        kernel: ``(kt, k, k)``; ``2d`` ignores ``kt``.
+        stride: ``(st, s, s)``; factorised kinds put ``s`` on the spatial and ``st`` on the
+            temporal conv.
+        norm_layer: normalisation inside factorised kinds (after the spatial conv).
+        act_layer: activation inside factorised kinds.
+        mid_channels: middle width of factorised kinds; ``None`` picks the kind's own rule.
+        bias: give the op's last conv a bias (TF-slim's separable conv has one, having no
+            norm after it).
+    """
+    check_kind(kind)
+    if kernel[0] < 1 or kernel[0] % 2 == 0:
+        raise UserError(f"temporal kernel size must be an odd integer >= 1, got {kernel[0]}")
+    return OP_KINDS[kind](
+        in_channels,
+        out_channels,
+        kernel=kernel,
+        stride=stride,
+        norm_layer=norm_layer,
+        act_layer=act_layer,
+        mid_channels=mid_channels,
+        bias=bias,
+    )
