@@ -12,6 +12,7 @@ allocated or computed, so a Kinetics-scale I3D at 64 x 224^2 is counted in milli
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -142,7 +143,10 @@ def _run(module: nn.Module, input_shape: Sequence[int]) -> tuple[list[tuple[str,
                 records.append((name, mod, tuple(inputs[0].shape), tuple(output.shape), layer_macs(mod, output)))
 
             handles.append(m.register_forward_hook(hook))
-    x = torch.empty(tuple(input_shape), device="meta")
+    # meta modules (see meta_build) propagate shapes only; a real module runs for real
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    device = next((t.device for t in tensors), torch.device("meta"))
+    x = torch.zeros(tuple(input_shape), device=device)
     try:
         with torch.no_grad():
             y = module(x)

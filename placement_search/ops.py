@@ -16,15 +16,20 @@ activation (the backbone adds those, so every kind ends the same way)::
              full kt x k x k conv (R(2+1)D, Tran et al. 2018):
              M = floor(kt * k^2 * N_in * N_out / (k^2 * N_in + kt * N_out))
 
-Padding keeps sizes "same" for odd kernels: (kt // 2, k // 2, k // 2). A new kind is one
-function and one :func:`register_op` call.
+Padding keeps sizes "same" for odd kernels: symmetric (kt // 2, k // 2, k // 2), PyTorch's
+habit, or ``padding="tf_same"``: TensorFlow's "SAME", computed from the input size and
+asymmetric for strided convs (:class:`Conv3dSame`, like timm's ``Conv2dSame``), which the
+TF-born I3D and S3D-G use. A new kind is one function and one :func:`register_op` call.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import UserError
@@ -42,6 +47,7 @@ __all__ = [
 Triple = tuple[int, int, int]
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
+Padding = Literal["symmetric", "tf_same"]
 
 
 class OpBuilder(Protocol):
@@ -56,6 +62,7 @@ class OpBuilder(Protocol):
         act_layer: ActLayer,
         mid_channels: int | None,
         bias: bool,
+        padding: Padding,
     ) -> nn.Module: ...
 
 
@@ -83,9 +90,44 @@ def check_kind(kind: str, where: str = "op kind") -> str:
     return kind
 
 
-def _conv(in_ch: int, out_ch: int, kernel: Triple, stride: Triple, bias: bool = False) -> nn.Conv3d:
-    padding = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
-    return nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=bias)
+def pad_same(x: torch.Tensor, kernel: Triple, stride: Triple, value: float = 0.0) -> torch.Tensor:
+    """Pad ``x`` (N, C, T, H, W) as TensorFlow's "SAME": output size ceil(n / stride),
+    the odd pixel of padding at the end."""
+    pads: list[int] = []
+    for n, k, s in zip(reversed(x.shape[-3:]), reversed(kernel), reversed(stride)):
+        total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads, value=value) if any(pads) else x
+
+
+class Conv3dSame(nn.Conv3d):
+    """Conv3d with TensorFlow "SAME" padding computed from the input size."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_same(x, self.kernel_size, self.stride)  # type: ignore[arg-type]
+        return F.conv3d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class MaxPool3dSame(nn.MaxPool3d):
+    """MaxPool3d with TensorFlow "SAME" padding (padded cells never win)."""
+
+    def __init__(self, kernel_size: Triple, stride: Triple) -> None:
+        super().__init__(kernel_size, stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_same(x, self.kernel_size, self.stride, value=float("-inf"))  # type: ignore[arg-type]
+        return F.max_pool3d(x, self.kernel_size, self.stride)
+
+
+def _conv(
+    in_ch: int, out_ch: int, kernel: Triple, stride: Triple, bias: bool = False, padding: Padding = "symmetric"
+) -> nn.Conv3d:
+    if padding == "tf_same":
+        return Conv3dSame(in_ch, out_ch, kernel, stride=stride, bias=bias)
+    if padding != "symmetric":
+        raise UserError(f"padding: expected 'symmetric' or 'tf_same', got {padding!r}")
+    pad = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
+    return nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=pad, bias=bias)
 
 
 def tran_mid_channels(in_channels: int, out_channels: int, kt: int, k: int) -> int:
@@ -94,35 +136,35 @@ def tran_mid_channels(in_channels: int, out_channels: int, kt: int, k: int) -> i
 
 
 @register_op("2d")
-def _build_2d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias):
-    return _conv(in_channels, out_channels, (1, kernel[1], kernel[2]), stride, bias)
+def _build_2d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias, padding):
+    return _conv(in_channels, out_channels, (1, kernel[1], kernel[2]), stride, bias, padding)
 
 
 @register_op("3d")
-def _build_3d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias):
-    return _conv(in_channels, out_channels, kernel, stride, bias)
+def _build_3d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias, padding):
+    return _conv(in_channels, out_channels, kernel, stride, bias, padding)
 
 
-def _factorised(in_ch, out_ch, mid, kernel, stride, norm_layer, act_layer, bias) -> nn.Sequential:
+def _factorised(in_ch, out_ch, mid, kernel, stride, norm_layer, act_layer, bias, padding) -> nn.Sequential:
     return nn.Sequential(
-        _conv(in_ch, mid, (1, kernel[1], kernel[2]), (1, stride[1], stride[2])),
+        _conv(in_ch, mid, (1, kernel[1], kernel[2]), (1, stride[1], stride[2]), False, padding),
         norm_layer(mid),
         act_layer(),
-        _conv(mid, out_ch, (kernel[0], 1, 1), (stride[0], 1, 1), bias),
+        _conv(mid, out_ch, (kernel[0], 1, 1), (stride[0], 1, 1), bias, padding),
     )
 
 
 @register_op("sep")
-def _build_sep(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias):
+def _build_sep(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias, padding):
     mid = out_channels if mid_channels is None else mid_channels
-    return _factorised(in_channels, out_channels, mid, kernel, stride, norm_layer, act_layer, bias)
+    return _factorised(in_channels, out_channels, mid, kernel, stride, norm_layer, act_layer, bias, padding)
 
 
 @register_op("2plus1d")
-def _build_2plus1d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias):
+def _build_2plus1d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias, padding):
     if mid_channels is None:
         mid_channels = tran_mid_channels(in_channels, out_channels, kernel[0], kernel[1])
-    return _factorised(in_channels, out_channels, mid_channels, kernel, stride, norm_layer, act_layer, bias)
+    return _factorised(in_channels, out_channels, mid_channels, kernel, stride, norm_layer, act_layer, bias, padding)
 
 
 def build_op(
@@ -136,6 +178,7 @@ def build_op(
     act_layer: ActLayer = nn.ReLU,
     mid_channels: int | None = None,
     bias: bool = False,
+    padding: Padding = "symmetric",
 ) -> nn.Module:
     """Build the convolution part of a position of kind ``kind``.
 
@@ -151,6 +194,7 @@ def build_op(
         mid_channels: middle width of factorised kinds; ``None`` picks the kind's own rule.
         bias: give the op's last conv a bias (TF-slim's separable conv has one, having no
             norm after it).
+        padding: ``symmetric`` (PyTorch) or ``tf_same`` (TensorFlow's "SAME").
     """
     check_kind(kind)
     if kernel[0] < 1 or kernel[0] % 2 == 0:
@@ -164,4 +208,5 @@ def build_op(
         act_layer=act_layer,
         mid_channels=mid_channels,
         bias=bias,
+        padding=padding,
     )

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import build_op
+from ..ops import MaxPool3dSame, build_op
 from ..placement import Choice
 from ._base import Backbone, Link, PositionInfo, register_backbone
 
@@ -57,7 +57,7 @@ _MIXED = [
     ("mixed_5b", 832, (256, 160, 320, 32, 128, 128)),
     ("mixed_5c", 832, (384, 192, 384, 48, 128, 128)),
 ]
-_POOL_BEFORE = {
+_POOL_BEFORE: dict[str, tuple[str, tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]] = {
     "mixed_4b": ("pool4a", (3, 3, 3), (2, 2, 2), (1, 1, 1)),
     "mixed_5b": ("pool5a", (2, 2, 2), (2, 2, 2), (0, 0, 0)),
 }
@@ -83,6 +83,9 @@ class InceptionArgs:
             S3D-G have only the offset.
         sep_style: ``torchvision`` (temporal conv of ``sep`` followed by BN and ReLU) or
             ``tf`` (TF-slim's: the temporal conv has a bias and no BN).
+        padding: ``torch`` (symmetric, torchvision) or ``tf_same`` (TensorFlow's "SAME" for
+            convs and max pools, as DeepMind's I3D and S3D-G: sizes differ from ``torch``
+            only where a strided layer meets an odd size).
         dropout: dropout before the classifier.
     """
 
@@ -98,6 +101,7 @@ class InceptionArgs:
     norm_momentum: float = 0.001
     norm_scale: bool = True
     sep_style: Literal["torchvision", "tf"] = "torchvision"
+    padding: Literal["torch", "tf_same"] = "torch"
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
@@ -192,6 +196,13 @@ class InceptionBackbone(Backbone):
             bn.weight = None  # type: ignore[assignment]
         return bn
 
+    def _maxpool(
+        self, kernel: tuple[int, int, int], stride: tuple[int, int, int], padding: tuple[int, int, int]
+    ) -> nn.Module:
+        if self.args.padding == "tf_same":
+            return MaxPool3dSame(kernel, stride)
+        return nn.MaxPool3d(kernel, stride=stride, padding=padding)
+
     def _unit(self, cin: int, cout: int) -> nn.Sequential:
         """1x1x1 conv -> BN -> ReLU."""
         return nn.Sequential(nn.Conv3d(cin, cout, 1, bias=False), self._norm(cout), nn.ReLU(inplace=True))
@@ -217,6 +228,7 @@ class InceptionBackbone(Backbone):
             norm_layer=self._norm,
             act_layer=partial(nn.ReLU, inplace=True),
             bias=tf_sep,
+            padding="tf_same" if self.args.padding == "tf_same" else "symmetric",
         )
         parts: list[nn.Module] = [op, nn.Identity() if tf_sep else self._norm(cout), nn.ReLU(inplace=True)]
         if gate:
@@ -233,7 +245,7 @@ class InceptionBackbone(Backbone):
             gated(self._unit(cin, w[0]), width=w[0]),
             nn.Sequential(self._unit(cin, w[1]), self._op_unit(c1, w[1], w[2], 3, (1, 1, 1), g)),
             nn.Sequential(self._unit(cin, w[3]), self._op_unit(c2, w[3], w[4], 3, (1, 1, 1), g)),
-            gated(nn.MaxPool3d(3, stride=1, padding=1), self._unit(cin, w[5]), width=w[5]),
+            gated(self._maxpool((3, 3, 3), (1, 1, 1), (1, 1, 1)), self._unit(cin, w[5]), width=w[5]),
         )
 
     def _branch_choices(self, choices: Mapping[str, Choice], name: str) -> tuple[Choice, Choice]:
@@ -251,10 +263,10 @@ class InceptionBackbone(Backbone):
                     c["conv1"], a.in_channels, 64, 7, (a.conv1_temporal_stride, 2, 2), self._gated("conv1")
                 ),
             ),
-            ("pool2a", lambda c: nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))),
+            ("pool2a", lambda c: self._maxpool((1, 3, 3), (1, 2, 2), (0, 1, 1))),
             ("conv2b", lambda c: self._unit(64, 64)),
             ("conv2c", lambda c: self._op_unit(c["conv2c"], 64, 192, 3, (1, 1, 1), self._gated("conv2c"))),
-            ("pool3a", lambda c: nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))),
+            ("pool3a", lambda c: self._maxpool((1, 3, 3), (1, 2, 2), (0, 1, 1))),
         ]
         for name, cin, w in _MIXED:
             if name in _POOL_BEFORE:
@@ -263,11 +275,15 @@ class InceptionBackbone(Backbone):
             segs.append((name, partial(self._mixed_from, name=name, cin=cin, w=w)))
         return segs
 
-    @staticmethod
     def _pool(
-        _c: Mapping[str, Choice], *, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+        self,
+        _c: Mapping[str, Choice],
+        *,
+        kernel: tuple[int, int, int],
+        stride: tuple[int, int, int],
+        padding: tuple[int, int, int],
     ) -> nn.Module:
-        return nn.MaxPool3d(kernel, stride=stride, padding=padding)
+        return self._maxpool(kernel, stride, padding)
 
     def _mixed_from(self, c: Mapping[str, Choice], *, name: str, cin: int, w: tuple[int, ...]) -> nn.Module:
         return self._mixed(name, cin, w, *self._branch_choices(c, name))
