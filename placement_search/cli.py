@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -46,11 +47,14 @@ _SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 def _count(text: str) -> int:
     """Parse '20G', '1.5e9', '750M' into an integer."""
-    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgGtT]?)\s*", text)
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgGtT]?)\s*", text)
     try:
         if not m:
             raise ValueError
-        return int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
+        value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+        if not math.isfinite(value) or value > 1e30:
+            raise ValueError
+        return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number like 20G, 750M or 1.5e9, got {text!r}") from None
 

@@ -32,6 +32,26 @@ __all__ = [
 ]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_SHAPE_PRESERVING = (
+    nn.modules.batchnorm._NormBase,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Dropout,
+    nn.Identity,
+)
+
+
+def _passthrough(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return x
 
 
 @dataclass(frozen=True)
@@ -136,6 +156,7 @@ def _run(module: nn.Module, input_shape: Sequence[int]) -> tuple[list[tuple[str,
     """Run ``module`` on a meta tensor; return (name, module, in, out, macs) per counted layer."""
     records: list[tuple[str, nn.Module, tuple, tuple, int]] = []
     handles = []
+    skipped: list[nn.Module] = []
     for name, m in module.named_modules():
         if isinstance(m, (*_CONVS, nn.Linear)):
 
@@ -147,6 +168,13 @@ def _run(module: nn.Module, input_shape: Sequence[int]) -> tuple[list[tuple[str,
     tensors = itertools.chain(module.parameters(), module.buffers())
     device = next((t.device for t in tensors), torch.device("meta"))
     x = torch.zeros(tuple(input_shape), device=device)
+    if device.type == "meta":
+        # shape-preserving layers without multiply-adds are the bulk of a meta forward pass
+        # (batch norm decomposes into many elementwise meta ops): pass tensors through
+        for m in module.modules():
+            if isinstance(m, _SHAPE_PRESERVING) and "forward" not in m.__dict__:
+                m.forward = _passthrough  # type: ignore[method-assign]
+                skipped.append(m)
     try:
         with torch.no_grad():
             y = module(x)
@@ -157,6 +185,8 @@ def _run(module: nn.Module, input_shape: Sequence[int]) -> tuple[list[tuple[str,
     finally:
         for h in handles:
             h.remove()
+        for m in skipped:
+            del m.forward
     return records, tuple(y.shape) if isinstance(y, torch.Tensor) else ()
 
 

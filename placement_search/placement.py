@@ -169,7 +169,7 @@ class Placement:
                 f"{where}: unknown field(s) {sorted(extra)}; allowed are 'schema_version', 'space', 'positions', 'backbone'"
             )
         version = data.get("schema_version")
-        if version != PLACEMENT_SCHEMA_VERSION:
+        if type(version) is not int or version != PLACEMENT_SCHEMA_VERSION:
             raise UserError(
                 f"{where}.schema_version: expected {PLACEMENT_SCHEMA_VERSION}, got {version!r}"
                 " (this placement was written by an incompatible version)"

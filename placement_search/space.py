@@ -158,13 +158,18 @@ class SearchSpace:
         self._group_of = {pos: g for g in self.groups for pos in g.positions}
         self.family_kind = family_kind
         self.clip = clip
-        self.position_choices: dict[str, tuple[Choice, ...]] = {
-            p.name: tuple(
-                parse_choice_token(t, p.default_kt, f"{self._where}: position {p.name!r}")
-                for t in position_tokens[p.name]
-            )
-            for p in self.positions
-        }
+        self.position_choices: dict[str, tuple[Choice, ...]] = {}
+        for p in self.positions:
+            where = f"{self._where}: position {p.name!r}"
+            choices = [parse_choice_token(t, p.default_kt, where) for t in position_tokens[p.name]]
+            for i, c in enumerate(choices):
+                if c in choices[:i]:
+                    first = position_tokens[p.name][choices.index(c)]
+                    raise UserError(
+                        f"{where}: choices {first!r} and {position_tokens[p.name][i]!r} are the same op "
+                        f"(the position's default temporal kernel is {p.default_kt}); list each choice once"
+                    )
+            self.position_choices[p.name] = tuple(choices)
         self.named: dict[str, NamedPlacement] = {}
 
     # -- basics -------------------------------------------------------------------------
@@ -267,7 +272,11 @@ class SearchSpace:
             path = Path(text)
             if not path.is_file():
                 raise UserError(f"{where}: placement file {text!r} does not exist")
-            return self.validate(Placement.from_json(path.read_text(), str(path)), str(path))
+            try:
+                content = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserError(f"{where}: cannot read placement file {text!r}: {e}") from None
+            return self.validate(Placement.from_json(content, str(path)), str(path))
         tokens = [t for t in re.split(r"[\s,]+", text) if t]
         if len(tokens) > 1 or (len(tokens) == 1 and len(self.groups) == 1):
             if len(tokens) == len(self.groups):
@@ -301,10 +310,18 @@ class SearchSpace:
             raise UserError(f"family: expected 'bottom_heavy' or 'top_heavy', got {family!r}")
         if not 0 <= k <= n:
             raise UserError(f"family {family}: K must be in 0..{n}, got {k}")
-        tokens = [
-            (kind if i < k else "2d") if family == "bottom_heavy" else ("2d" if i < k else kind) for i in range(n)
-        ]
+        is_temporal = [i < k if family == "bottom_heavy" else i >= k for i in range(n)]
+        tokens = [self.kind_token(g, kind if t else "2d") for g, t in zip(self.groups, is_temporal)]
         return self.from_group_tokens(tokens, f"family {family}_{k}")
+
+    def kind_token(self, group: Group, kind: str) -> str:
+        """The group's first offered token of op kind ``kind`` (its first temporal kernel size)."""
+        for tok in group.tokens:
+            if tok.partition(":")[0] == kind:
+                return tok
+        raise UserError(
+            f"{self._where}: op kind {kind!r} is not offered at group {group.name!r}; offered: {', '.join(group.tokens)}"
+        )
 
     # -- models and costs -----------------------------------------------------------------
     def backbone_for(self, placement: Placement, where: str = "placement") -> Backbone:
@@ -403,6 +420,7 @@ def _kt_list(value: Any, where: str) -> list[int]:
 
 
 def _check_tokens(tokens: list[str], where: str) -> list[str]:
+    tokens = [tok.strip() for tok in tokens]
     for tok in tokens:
         parse_choice_token(tok, 3, where)
     return tokens
@@ -431,9 +449,9 @@ def load_space(spec: str | Path) -> SearchSpace:
     if not path.is_file():
         raise UserError(f"search-space file {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: not valid TOML: {e}") from None
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a valid TOML file: {e}") from None
     return space_from_dict(data, path)
 
 
@@ -444,7 +462,7 @@ def space_from_dict(data: Mapping[str, Any], path: Path | None = None) -> Search
     if unknown:
         raise UserError(f"{f}: unknown field {unknown[0]!r}; allowed fields are {', '.join(sorted(_TOP_KEYS))}")
     version = data.get("schema_version")
-    if version != SPACE_SCHEMA_VERSION:
+    if type(version) is not int or version != SPACE_SCHEMA_VERSION:
         raise UserError(f"{f}: schema_version: expected {SPACE_SCHEMA_VERSION}, got {version!r}")
     name = data.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
@@ -497,8 +515,14 @@ def space_from_dict(data: Mapping[str, Any], path: Path | None = None) -> Search
             raise UserError(f"{where}: expected a table with 'positions' (and optionally 'name')")
         members = _match(_str_list(g["positions"], f"{where}.positions"), names, f"{where}.positions")
         gname = g.get("name", members[0])
-        if not isinstance(gname, str):
-            raise UserError(f"{where}.name: expected a string")
+        if not isinstance(gname, str) or not gname:
+            raise UserError(f"{where}.name: expected a non-empty string")
+        clash = [n for n, grp in group_of.items() if grp == gname and n not in members]
+        if clash:
+            raise UserError(
+                f"{where}.name: {gname!r} is already the group of {', '.join(clash)} (from tie = {tie!r}); "
+                "choose another name or list those positions too"
+            )
         for m in members:
             group_of[m] = gname
     groups: list[Group] = []
@@ -516,7 +540,7 @@ def space_from_dict(data: Mapping[str, Any], path: Path | None = None) -> Search
         groups.append(Group(gname, tuple(members), tuple(toks)))
 
     family_kind = data.get("family_kind", "3d")
-    if family_kind not in OP_KINDS or family_kind == "2d":
+    if not isinstance(family_kind, str) or family_kind not in OP_KINDS or family_kind == "2d":
         raise UserError(
             f"{f}: family_kind: expected a temporal kind ({', '.join(k for k in OP_KINDS if k != '2d')}), got {family_kind!r}"
         )
@@ -560,7 +584,7 @@ def _add_generated(space: SearchSpace, f: str) -> None:
     offered = set.intersection(*(set(op.partition(":")[0] for op in g.tokens) for g in space.groups))
     for kind in OP_KINDS:
         if kind in offered:
-            p = space.from_group_tokens([kind] * len(space.groups), f"{f}: all_{kind}")
+            p = space.from_group_tokens([space.kind_token(g, kind) for g in space.groups], f"{f}: all_{kind}")
             space.named[f"all_{kind}"] = NamedPlacement(
                 f"all_{kind}", f"{kind} at every position", p, _in_space(space, p)
             )

@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--venv", default=str(ROOT / ".venv"))
     parser.add_argument("--extras", default="dev", help="optional dependency groups, comma-separated ('' for none)")
     args = parser.parse_args()
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script must run on old Pythons to say so
         sys.exit(f"[bootstrap] Python >= 3.10 is needed, this is {platform.python_version()}")
 
     env_dir = Path(args.venv)

@@ -110,6 +110,11 @@ class InceptionArgs:
             raise ValueError(f"'gating_from' must be one of {', '.join(allowed)}, got {self.gating_from!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
+        for name in ("conv1_kt", "kt"):
+            if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
+                raise ValueError(f"{name!r} must be an odd integer >= 1, got {getattr(self, name)}")
+        if self.in_channels < 1 or self.conv1_temporal_stride < 1:
+            raise ValueError("'in_channels' and 'conv1_temporal_stride' must be positive")
 
 
 class SelfGating(nn.Module):

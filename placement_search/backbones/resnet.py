@@ -88,8 +88,16 @@ class ResNetArgs:
                 f"'widths' ({len(self.widths)}), 'stage_strides' ({len(self.stage_strides)}) and the "
                 f"number of stages ({len(layers)}) must agree"
             )
-        if any(n < 1 for n in layers) or any(w < 1 for w in self.widths):
-            raise ValueError("'layers' and 'widths' must be positive")
+        if any(n < 1 for n in layers) or any(w < 1 for w in self.widths) or any(s < 1 for s in self.stage_strides):
+            raise ValueError("'layers', 'widths' and 'stage_strides' must be positive")
+        for name in ("stem_channels", "stem_kernel", "stem_stride", "in_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name!r} must be positive, got {getattr(self, name)}")
+        for name in ("stem_kt", "block_kt"):
+            if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
+                raise ValueError(f"{name!r} must be an odd integer >= 1, got {getattr(self, name)}")
+        if self.stem_mid_channels is not None and self.stem_mid_channels < 1:
+            raise ValueError(f"'stem_mid_channels' must be positive, got {self.stem_mid_channels}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
 
