@@ -17,6 +17,7 @@ from typing import Any
 from . import __version__
 from .errors import UserError
 from .space import SearchSpace, list_spaces, load_space
+from .train import ProxyBudget, train_proxy
 
 __all__ = ["main"]
 
@@ -291,6 +292,65 @@ def cmd_families(args: argparse.Namespace) -> None:
     )
 
 
+# -- train --------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .data import make_data
+
+    space = load_space(args.space)
+    placement = space.resolve(args.placement)
+    data = make_data(
+        args.data, frames=args.frames, size=args.size, val=args.val, seed=args.data_seed, difficulty=args.difficulty
+    )
+    defaults = ProxyBudget()
+    budget = ProxyBudget(
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.lr if args.lr is not None else defaults.lr,
+        optimizer=args.optimizer,
+        eval_every=args.eval_every if args.eval_every is not None else defaults.eval_every,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+    )
+
+    def progress(step: int, ev: Any) -> None:
+        if not args.json:
+            print(f"  step {step:5d}/{budget.steps}: held-out top-1 {100 * ev.top1:5.1f}%", flush=True)
+
+    if not args.json:
+        print(f"training {space.name}: {space.placement_string(placement)}")
+        print(
+            f"data: {args.data}, {data.num_classes} classes, {data.frames} frames x {data.size}x{data.size}; "
+            f"{budget.steps} steps of {budget.batch_size} clips on {budget.device}"
+        )
+    result = train_proxy(lambda: space.build(placement, num_classes=data.num_classes), data, budget, callback=progress)
+    cost = space.cost(placement, frames=data.frames, size=data.size, num_classes=data.num_classes)
+    out = {
+        "space": space.name,
+        "placement": space.placement_string(placement),
+        "placement_json": placement.to_dict(),
+        "proxy_cost": {"params": cost.params, "macs": cost.macs, "flops": cost.flops, "input": list(cost.input)},
+        **result.to_dict(),
+    }
+    if args.json:
+        _emit(out)
+    else:
+        print(f"status: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        if result.accuracy is not None:
+            top5 = f", top-5 {100 * result.top5:.1f}%" if result.top5 is not None else ""
+            print(f"held-out top-1 {100 * result.accuracy:.1f}%{top5} on {data.eval_size} clips")
+            print(_table([(k, f"{100 * v:.1f}%") for k, v in result.per_class_accuracy.items()], ["class", "top-1"]))
+        print(
+            f"{result.clips_per_s:.0f} clips/s on {result.device} ({result.precision}), "
+            f"{result.wall_time_s:.1f} s wall; proxy MACs {_g(cost.macs)} per clip"
+        )
+    if result.status in ("failed", "out_of_memory", "diverged"):
+        raise SystemExit(1)
+
+
 # -- references -----------------------------------------------------------------------------
 
 
@@ -403,6 +463,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", help="temporal kind of the families (default: the space's family_kind)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_families)
+
+    p = sub.add_parser("train", help="one proxy training run of a placement")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--placement", required=True, metavar="NAME_OR_JSON")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        metavar="synthetic|PATH",
+        help="the built-in synthetic benchmark (default), or a folder per class / list file of videos",
+    )
+    p.add_argument("--val", metavar="PATH", help="held-out videos (default: a held-out share of --data)")
+    p.add_argument("--steps", type=_positive, default=ProxyBudget().steps, help="optimiser steps")
+    p.add_argument("--frames", type=_positive, default=16, help="clip length T (default 16)")
+    p.add_argument("--size", type=_positive, default=32, help="clip side S (default 32)")
+    p.add_argument("--batch", type=_positive, default=ProxyBudget().batch_size, help="clips per step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--eval-every", type=int, help="intermediate evaluations every N steps (0: only at the end)")
+    p.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation")
+    p.add_argument("--data-seed", type=int, default=0, help="identity of the synthetic data set")
+    p.add_argument("--difficulty", type=float, default=0.5, help="synthetic data: 0 (easy) .. 1 (hard)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--threads", type=_positive, help="CPU threads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("references", help="cost table of the published models and uniform placements")
     p.add_argument("spaces", nargs="*", metavar="SPACE", help="spaces to list (default: every shipped space)")

@@ -1,0 +1,236 @@
+"""The :class:`~placement_search.data.base.ClipData` the trainer uses: :func:`video_clip_data`."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ...errors import UserError
+from ..base import Batch, ClipData
+from .clips import EpochShuffleSampler, Pad, SkippedVideosWarning, VideoClipDataset
+from .decode import DecodeSpec
+from .index import VideoList, scan_videos
+from .sources import DecodedVideos, FrameSource, cache_videos
+from .subset import holdout_split
+from .transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, default_resize, normalize
+
+
+def default_num_workers() -> int:
+    """``min(4, cpus - 1)``: leaves a core for the training loop."""
+    return max(0, min(4, _cpus() - 1))
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class VideoClipData(ClipData):
+    """Real video for the trainer: a training and a held-out :class:`VideoClipDataset`.
+
+    Batches come from a ``torch`` DataLoader (``num_workers`` processes; pinned memory on
+    CUDA), travel to the device as uint8 and are normalised there.
+
+    Args:
+        train: training clips (``transform.train`` true).
+        val: held-out clips (``transform.train`` false).
+        class_names: names of the classes, index = label.
+        num_workers: DataLoader processes (default :func:`default_num_workers`).
+        mean: per-channel mean in [0, 1] units.
+        std: per-channel standard deviation in [0, 1] units.
+        info: extra JSON-able facts for :meth:`describe`.
+    """
+
+    def __init__(
+        self,
+        train: VideoClipDataset,
+        val: VideoClipDataset,
+        *,
+        class_names: Sequence[str],
+        num_workers: int | None = None,
+        mean: Sequence[float] = KINETICS_MEAN,
+        std: Sequence[float] = KINETICS_STD,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.train = train
+        self.val = val
+        self.class_names = list(class_names)
+        self.frames = train.frames
+        self.size = train.transform.size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.info = info or {}
+
+    def train_batches(self, batch_size: int, *, seed: int, device: torch.device) -> Iterator[Batch]:
+        sampler = EpochShuffleSampler(len(self.train), seed)
+        yield from self._batches(self.train, batch_size, sampler, device)
+
+    def eval_batches(self, batch_size: int, *, device: torch.device) -> Iterator[Batch]:
+        yield from self._batches(self.val, batch_size, range(len(self.val)), device)
+
+    @property
+    def eval_size(self) -> int:
+        return len(self.val)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "data": "video", "train_clips": len(self.train), **self.info}
+
+    def _batches(
+        self, dataset: VideoClipDataset, batch_size: int, sampler: Any, device: torch.device
+    ) -> Iterator[Batch]:
+        device = torch.device(device)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=device.type == "cuda",
+            prefetch_factor=4 if self.num_workers > 0 else None,
+        )
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=device)
+        std = torch.tensor(self.std, dtype=torch.float32, device=device)
+        for x, y in loader:
+            x = x.to(device, non_blocking=True)
+            yield normalize(x, mean, std), y.to(device, non_blocking=True)
+
+
+def video_clip_data(
+    train: str | Path,
+    val: str | Path | None = None,
+    *,
+    frames: int,
+    size: int,
+    stride: int = 2,
+    root: str | Path | None = None,
+    resize_to: int | None = None,
+    fps: float | None = 12.0,
+    max_frames: int | None = 64,
+    rawframe_fps: float = 30.0,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    num_workers: int | None = None,
+    decode_workers: int | None = None,
+    pad: Pad = "repeat_last",
+    mean: Sequence[float] = KINETICS_MEAN,
+    std: Sequence[float] = KINETICS_STD,
+) -> VideoClipData:
+    """Real-video :class:`ClipData` for the proxy trainer.
+
+    Args:
+        train: training split: a folder per class or a list file (see :func:`scan_videos`).
+        val: held-out split, same forms; its classes must be among ``train``'s. None: hold
+            out ``val_fraction`` of each training class (deterministic, see :func:`holdout_split`).
+        frames: clip length T.
+        size: crop side S.
+        stride: frames between a clip's frames, at the decoded rate ``fps``.
+        root: folder that relative paths in list files are resolved against (default: the
+            list file's folder).
+        resize_to: short side frames are decoded to (default ``round(size * 256 / 224)``).
+        fps: decoded frame rate (None: the source's).
+        max_frames: decoded frames kept per video, around its middle (None: all).
+        rawframe_fps: frame rate of folders of extracted frames.
+        cache: decode every video once into the shared decoded-clip cache (recommended);
+            False decodes each clip from the source on every read.
+        cache_dir: folder of caches (default ``$PLACEMENT_SEARCH_CACHE`` or
+            ``~/.cache/placement-search/clips``).
+        val_fraction: share of each class held out when ``val`` is None.
+        split_seed: seed of that hold-out.
+        num_workers: DataLoader processes (default ``min(4, cpus - 1)``).
+        decode_workers: videos decoded at once while building the cache (default ``min(8, cpus)``).
+        pad: ``"repeat_last"`` or ``"loop"``, for videos shorter than a clip.
+        mean: normalisation mean, [0, 1] units (default Kinetics').
+        std: normalisation std, [0, 1] units (default Kinetics').
+
+    Unreadable videos are left out with one :class:`SkippedVideosWarning` naming them.
+
+    Raises:
+        UserError: a split is missing, empty or badly laid out, no video of a split can be
+            read, or an argument is out of range.
+    """
+    resize_to = default_resize(size) if resize_to is None else resize_to
+    _check_args(frames=frames, size=size, stride=stride, resize_to=resize_to)
+    if val is None and not 0 < val_fraction < 1:
+        raise UserError(f"val_fraction: expected a number between 0 and 1, got {val_fraction}")
+    spec = DecodeSpec(resize_to, fps, max_frames, rawframe_fps)
+    train_list = scan_videos(train, root=root)
+    val_list = scan_videos(val, root=root, class_names=train_list.class_names) if val is not None else None
+
+    workers = default_num_workers() if num_workers is None else num_workers
+
+    def open_source(videos: VideoList) -> tuple[FrameSource, str | None]:
+        if not cache:  # codec threads share the cores with the loader's worker processes
+            return DecodedVideos(videos, spec, threads=max(1, _cpus() // max(1, workers))), None
+        build = cache_videos(videos, spec, cache_dir, workers=decode_workers)
+        return build.cache, str(build.cache.path)
+
+    train_source, train_cache = open_source(train_list)
+    if val_list is None:
+        val_source, val_cache = train_source, train_cache
+        train_pos, val_pos = holdout_split(train_list, val_fraction, split_seed)
+    else:
+        val_source, val_cache = open_source(val_list)
+        train_pos, val_pos = list(range(len(train_list))), list(range(len(val_list)))
+
+    lists = [(train_list, train_source)] + ([(val_list, val_source)] if val_list is not None else [])
+    _warn_skipped([(v.items[i].path, why) for v, s in lists for i, why in _failures(s)], sum(len(v) for v, _ in lists))
+    train_pos = [i for i in train_pos if train_source.num_frames(i) > 0]
+    val_pos = [i for i in val_pos if val_source.num_frames(i) > 0]
+    for name, positions, videos in (("train", train_pos, train_list), ("val", val_pos, val_list or train_list)):
+        if not positions:
+            raise UserError(f"{videos.source}: no readable videos for the {name} split ({len(videos)} listed)")
+
+    def dataset(source: FrameSource, positions: list[int], train: bool) -> VideoClipDataset:
+        transform = ClipTransform(size, resize_to, train)
+        return VideoClipDataset(source, positions, frames=frames, stride=stride, transform=transform, pad=pad)
+
+    info = {
+        "train": train_list.source,
+        "val": val_list.source if val_list is not None else f"{val_fraction:g} of train",
+        "stride": stride,
+        "decode": spec.to_dict(),
+        "cache": train_cache if train_cache == val_cache else [train_cache, val_cache],
+    }
+    return VideoClipData(
+        dataset(train_source, train_pos, True),
+        dataset(val_source, val_pos, False),
+        class_names=train_list.class_names,
+        num_workers=workers,
+        mean=mean,
+        std=std,
+        info=info,
+    )
+
+
+def _check_args(*, frames: int, size: int, stride: int, resize_to: int) -> None:
+    for name, value in (("frames", frames), ("size", size), ("stride", stride)):
+        if value < 1:
+            raise UserError(f"{name}: expected an integer >= 1, got {value}")
+    if resize_to < size:
+        raise UserError(f"resize_to: the short side ({resize_to}) must be at least the crop size ({size})")
+
+
+def _failures(source: FrameSource) -> list[tuple[int, str]]:
+    return list(getattr(source, "failures", []))
+
+
+def _warn_skipped(failures: list[tuple[str, str]], total: int) -> None:
+    if not failures:
+        return
+    shown = "; ".join(f"{path} ({why})" for path, why in failures[:3])
+    more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    warnings.warn(
+        f"skipped {len(failures)} of {total} videos that could not be read: {shown}{more}",
+        SkippedVideosWarning,
+        stacklevel=3,
+    )
