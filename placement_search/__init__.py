@@ -8,6 +8,10 @@ The Python API mirrors the command line::
     cost = space.cost("s3d", frames=64, size=224)          # params, MACs, FLOPs (= 2 x MACs)
     costs = space.costs(frames=64, size=224)               # every placement, without building
     costs.count_within(max_macs=30_000_000_000)
+
+    from placement_search.data import make_data
+    data = make_data("synthetic")                          # or a folder / list file of videos
+    result = train_proxy(lambda: space.build("s3d", num_classes=data.num_classes), data, ProxyBudget())
 """
 
 from ._version import __version__
@@ -18,17 +22,21 @@ from .latency import Latency, measure_latency
 from .ops import OP_KINDS, TEMPORAL_KINDS, build_op, register_op
 from .placement import Choice, Placement
 from .space import NamedPlacement, SearchSpace, list_spaces, load_space
+from .train import EvalResult, ProxyBudget, TrainResult, train_proxy
 
 __all__ = [
     "OP_KINDS",
     "TEMPORAL_KINDS",
     "Choice",
     "Cost",
+    "EvalResult",
     "Latency",
     "NamedPlacement",
     "Placement",
     "PlacementCosts",
+    "ProxyBudget",
     "SearchSpace",
+    "TrainResult",
     "UserError",
     "__version__",
     "build_op",
@@ -38,4 +46,5 @@ __all__ = [
     "measure_latency",
     "meta_build",
     "register_op",
+    "train_proxy",
 ]

@@ -300,8 +300,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     space = load_space(args.space)
     placement = space.resolve(args.placement)
+    video: dict[str, Any] = {}
+    if args.data != "synthetic":
+        video = {"stride": args.stride, "num_workers": args.workers}
+        if args.cache_dir is not None:
+            video["cache_dir"] = args.cache_dir
     data = make_data(
-        args.data, frames=args.frames, size=args.size, val=args.val, seed=args.data_seed, difficulty=args.difficulty
+        args.data,
+        frames=args.frames,
+        size=args.size,
+        val=args.val,
+        seed=args.data_seed,
+        difficulty=args.difficulty,
+        **video,
     )
     defaults = ProxyBudget()
     budget = ProxyBudget(
@@ -349,6 +360,40 @@ def cmd_train(args: argparse.Namespace) -> None:
         )
     if result.status in ("failed", "out_of_memory", "diverged"):
         raise SystemExit(1)
+
+
+# -- subset -------------------------------------------------------------------------------
+
+
+def cmd_subset(args: argparse.Namespace) -> None:
+    from .data.video import make_subset
+
+    classes: int | list[str] | None = None
+    if args.classes is not None:
+        classes = int(args.classes) if args.classes.isdigit() else [c for c in args.classes.split(",") if c]
+    sub = make_subset(
+        args.source,
+        args.output,
+        classes=classes,
+        per_class=args.per_class,
+        val_per_class=args.val_per_class,
+        val_source=args.val_source,
+        seed=args.seed,
+        fmt=args.format,
+    )
+    out = {
+        "train": str(sub.train),
+        "val": str(sub.val) if sub.val else None,
+        "classes": sub.class_names,
+        "train_videos": sub.train_videos,
+        "val_videos": sub.val_videos,
+    }
+    if args.json:
+        _emit(out)
+        return
+    print(f"{len(sub.class_names)} classes, {sub.train_videos} training videos -> {sub.train}")
+    if sub.val:
+        print(f"{sub.val_videos} held-out videos -> {sub.val}")
 
 
 # -- references -----------------------------------------------------------------------------
@@ -484,11 +529,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation")
     p.add_argument("--data-seed", type=int, default=0, help="identity of the synthetic data set")
     p.add_argument("--difficulty", type=float, default=0.5, help="synthetic data: 0 (easy) .. 1 (hard)")
+    p.add_argument("--stride", type=_positive, default=2, help="real video: frames between sampled frames (default 2)")
+    p.add_argument("--workers", type=int, help="real video: DataLoader worker processes (default: min(4, cores - 1))")
+    p.add_argument(
+        "--cache-dir", help="real video: decoded-clip cache folder (default ~/.cache/placement-search/clips)"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--threads", type=_positive, help="CPU threads")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("subset", help="write list files for a Mini-Kinetics-style subset of a video data set")
+    p.add_argument("source", metavar="SOURCE", help="a folder per class or a list file")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for train/val list files")
+    p.add_argument("--classes", metavar="K_OR_NAMES", help="how many classes (drawn with --seed), or a comma list")
+    p.add_argument("--per-class", type=_positive, help="training videos per class (default: all)")
+    p.add_argument("--val-per-class", type=int, default=0, help="held-out videos per class (default 0: no val list)")
+    p.add_argument("--val-source", metavar="PATH", help="take held-out videos from here (e.g. Kinetics' val split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=["txt", "csv"], help="list-file format (default: txt unless CSV is needed)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_subset)
 
     p = sub.add_parser("references", help="cost table of the published models and uniform placements")
     p.add_argument("spaces", nargs="*", metavar="SPACE", help="spaces to list (default: every shipped space)")

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .devices import resolve_device, synchronize
 from .errors import UserError
 
 __all__ = ["Latency", "measure_latency"]
@@ -32,25 +33,6 @@ class Latency:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "clips_per_s": self.clips_per_s}
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: {name!r} is not a device name (cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device: {name!r} asked for, but this torch sees no CUDA device")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device: {name!r} asked for, but MPS is not available")
-    return device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 @torch.inference_mode()
@@ -75,16 +57,16 @@ def measure_latency(
     """
     if batch < 1 or runs < 1 or warmup < 0:
         raise UserError(f"latency: batch and runs must be >= 1 and warmup >= 0, got {batch}, {runs}, {warmup}")
-    dev = _device(device)
+    dev = resolve_device(device)
     model = model.to(dev).eval()
     x = torch.randn((batch, *input_shape[1:]), device=dev)
     for _ in range(warmup):
         model(x)
-    _sync(dev)
+    synchronize(dev)
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         model(x)
-        _sync(dev)
+        synchronize(dev)
         times.append((time.perf_counter() - t0) * 1e3)
     return Latency(str(dev), batch, warmup, runs, statistics.median(times), min(times), max(times))

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.base import ClipData
+from .devices import resolve_device
 from .errors import UserError
 
-__all__ = ["EvalResult", "ProxyBudget", "TrainResult", "evaluate", "resolve_device", "train_proxy"]
+__all__ = ["EvalResult", "ProxyBudget", "TrainResult", "evaluate", "train_proxy"]
 
 Status = Literal["ok", "diverged", "out_of_memory", "stopped", "failed"]
 #: ``callback(step, eval_result)``; return True to stop the run (status "stopped").
@@ -55,7 +56,7 @@ class ProxyBudget:
         log_every: loss-curve resolution in steps.
     """
 
-    steps: int = 300
+    steps: int = 200
     batch_size: int = 32
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = 3e-3
@@ -119,18 +120,6 @@ class TrainResult:
         d["loss_curve"] = [list(p) for p in self.loss_curve]
         d["eval_curve"] = [list(p) for p in self.eval_curve]
         return d
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device: {name!r} is not a device name (auto, cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device: {name!r} asked for, but this torch sees no CUDA device")
-    return device
 
 
 def _is_oom(e: BaseException) -> bool:

@@ -14,10 +14,10 @@ Class families (see ``docs/data.md``)::
     fine motion shake, drift                 a small object oscillates by ~1 px at a few
                                              frames' period, or drifts over the same extent:
                                              rewards temporal ops early, at full resolution
-    events      a_then_b, b_then_a, together a red square and a blue disk flash once each,
-                                             far apart; their order (or simultaneity) is the
-                                             class: rewards temporal ops late, where the
-                                             receptive field spans both
+    events      a_then_b, b_then_a, together a red square and a blue disk flash once each
+                                             (T/3 frames), far apart; their order (or
+                                             simultaneity) is the class: rewards temporal ops
+                                             late, where the receptive field spans both
 
 Distractors (small grey objects moving at random), a static textured background and
 per-frame pixel noise make it non-trivial; ``difficulty`` in [0, 1] scales noise,
@@ -131,7 +131,7 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
     wander = lerp(0.0, 0.1, u[3])[:, None] * tc
     cx, cy = cx0 + wander * torch.cos(angle), cy0 + wander * torch.sin(angle)
     # direction: cross the frame; the set of positions is the same in both orders
-    speed = lerp(0.7, 0.45, d) * s / (t_len - 1) * lerp(0.8, 1.2, u[4])[:, None]
+    speed = lerp(0.7, 0.6375, d) * s / (t_len - 1) * lerp(0.8, 1.2, u[4])[:, None]
     travel = (speed * tc).clamp(-span / 2, span / 2)
     mid = s / 2 + lerp(-0.15, 0.15, u[5])[:, None] * s
     other = lerp(margin, s - margin, u[6])[:, None].expand(n, t_len)
@@ -141,7 +141,7 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
     cx = torch.where(horiz, mid + sign * travel, torch.where(vert, other, cx))
     cy = torch.where(vert, mid + sign * travel, torch.where(horiz, other, cy))
     # fine motion: oscillate by amp at a few frames' period, or drift over the same extent
-    amp = lerp(1.6, 0.9, d) * lerp(0.8, 1.2, u[7])[:, None]
+    amp = lerp(1.6, 1.425, d) * lerp(0.8, 1.2, u[7])[:, None]
     period = lerp(3.0, 5.0, u[8])[:, None]
     phase = 2 * math.pi * u[9][:, None]
     shake = amp * torch.sin(2 * math.pi * t / period + phase)
@@ -151,9 +151,7 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
     cx = torch.where(fine, cx0 + offset * torch.cos(angle), cx)
     cy = torch.where(fine, cy0 + offset * torch.sin(angle), cy)
 
-    radius = torch.where(
-        is_("square", "disk"), lerp(4.5, 3.5, d) * lerp(0.85, 1.15, u[10]), lerp(2.6, 2.2, d) * lerp(0.85, 1.15, u[10])
-    )
+    radius = torch.where(is_("square", "disk"), lerp(6.0, 5.75, d), lerp(2.6, 2.5, d) * lerp(0.85, 1.15, u[10]))
     shape = torch.where(is_("square"), _SQUARE, torch.where(is_("disk"), _DISK, (u[11] < 0.5).long()))
     # bright, saturated colours that are neither the event objects' red nor blue
     hue = lerp(0.15, 0.45, u[12])
@@ -161,8 +159,8 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
     visible = (~is_("a_then_b", "b_then_a", "together")).float()[:, None].expand(n, t_len)
 
     # -- event objects A (red square) and B (blue disk) ------------------------------------
-    dur = max(3, round(t_len / 4))
-    gap = torch.floor(lerp(dur + 1, dur + 1 + t_len / 4, u[13])).clamp(max=t_len - dur)
+    dur = max(3, round(t_len / 3))
+    gap = torch.floor(lerp(dur + 1, dur + 1 + t_len / 5, u[13])).clamp(max=t_len - dur)
     first = torch.floor(u[14] * (t_len - dur - gap + 1).clamp(min=1))
     second = first + gap
     ta = torch.where(is_("a_then_b"), first, torch.where(is_("b_then_a"), second, first + torch.floor(gap / 2)))
@@ -175,7 +173,7 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
     ax = torch.where(left, lerp(margin, s / 2 - 3, u[16]), lerp(s / 2 + 3, s - margin, u[16]))
     bx = torch.where(left, lerp(s / 2 + 3, s - margin, u[17]), lerp(margin, s / 2 - 3, u[17]))
     ay, by = lerp(margin, s - margin, u[18]), lerp(margin, s - margin, u[19])
-    r_ev = lerp(4.0, 3.0, d) * torch.ones_like(ax)
+    r_ev = lerp(5.0, 4.5, d) * torch.ones_like(ax)
 
     objects = [
         (cx, cy, radius, shape, colour, visible),
@@ -198,7 +196,7 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
     ]
 
     # -- distractors: small grey objects on random straight paths --------------------------
-    n_distract = round(lerp(0, 4, d))
+    n_distract = round(lerp(0, 2, d))
     for j in range(n_distract):
         base = 20 + 4 * j
         dang = 2 * math.pi * _uniform(keys, base)[:, None]
@@ -224,7 +222,7 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
         indexing="ij",
     )
     bg = torch.full((n, 3, 1, s, s), 0.25, device=dev)
-    tex_amp = lerp(0.05, 0.15, d)
+    tex_amp = lerp(0.05, 0.075, d)
     for k in range(3):
         fx = (lerp(0.5, 3.0, _uniform(keys, 60 + k)) * 2 * math.pi / s)[:, None, None]
         fy = (lerp(0.5, 3.0, _uniform(keys, 63 + k)) * 2 * math.pi / s)[:, None, None]
@@ -235,7 +233,7 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
             + tex_amp / 3 * wave[:, None, None] * torch.tensor([1.0, 0.9, 0.8], device=dev)[None, :, None, None, None]
         )
     clip = bg.expand(n, 3, t_len, s, s).clone()
-    contrast = lerp(1.0, 0.7, d)
+    contrast = lerp(1.0, 0.925, d)
     axis = torch.arange(s, device=dev, dtype=torch.float32)
     for ox, oy, r, shp, col, vis in objects:
         # soft edges (sub-pixel motion shows), computed from separable 1D profiles
@@ -252,7 +250,7 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
     table = _noise_table(dev)
     start = _mix(keys ^ 0x7AB1E) % (table.numel() - t_len * s * s)
     noise = table[start[:, None] + torch.arange(t_len * s * s, device=dev)].view(n, 1, t_len, s, s)
-    clip.add_(noise, alpha=lerp(0.0, 0.4, d))
+    clip.add_(noise, alpha=lerp(0.0, 0.1, d))
     return clip.clamp(0, 1)
 
 
