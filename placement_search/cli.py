@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .devices import resolve_device
 from .errors import UserError
 from .space import SearchSpace, list_spaces, load_space
 from .train import ProxyBudget, train_proxy
@@ -70,8 +71,29 @@ def _positive(text: str) -> int:
     return v
 
 
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
 def _emit(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2)
+    json.dump(_finite(obj), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
 
 
@@ -149,7 +171,6 @@ def cmd_space_count(args: argparse.Namespace) -> None:
         "max_macs_placement": space.placement_string(costs.placement(summary["max_macs_index"])),
     }
     if args.max_macs is not None or args.max_params is not None:
-        out["max_macs"] = summary["max_macs"]
         out["budget"] = {"max_macs": args.max_macs, "max_params": args.max_params}
         out["within_budget"] = costs.count_within(max_macs=args.max_macs, max_params=args.max_params)
     if args.json:
@@ -335,7 +356,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"training {space.name}: {space.placement_string(placement)}")
         print(
             f"data: {args.data}, {data.num_classes} classes, {data.frames} frames x {data.size}x{data.size}; "
-            f"{budget.steps} steps of {budget.batch_size} clips on {budget.device}"
+            f"{budget.steps} steps of {budget.batch_size} clips on {resolve_device(budget.device)}"
         )
     result = train_proxy(lambda: space.build(placement, num_classes=data.num_classes), data, budget, callback=progress)
     cost = space.cost(placement, frames=data.frames, size=data.size, num_classes=data.num_classes)
@@ -370,7 +391,11 @@ def cmd_subset(args: argparse.Namespace) -> None:
 
     classes: int | list[str] | None = None
     if args.classes is not None:
-        classes = int(args.classes) if args.classes.isdigit() else [c for c in args.classes.split(",") if c]
+        classes = int(args.classes) if args.classes.isdigit() else [c for c in args.classes.split(",") if c.strip()]
+        if not classes:
+            raise UserError(
+                f"--classes: expected a number of classes or a comma-separated list of names, got {args.classes!r}"
+            )
     sub = make_subset(
         args.source,
         args.output,
@@ -525,12 +550,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=ProxyBudget().batch_size, help="clips per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    p.add_argument("--eval-every", type=int, help="intermediate evaluations every N steps (0: only at the end)")
+    p.add_argument(
+        "--eval-every", type=_nonnegative, help="intermediate evaluations every N steps (0: only at the end)"
+    )
     p.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation")
     p.add_argument("--data-seed", type=int, default=0, help="identity of the synthetic data set")
     p.add_argument("--difficulty", type=float, default=0.5, help="synthetic data: 0 (easy) .. 1 (hard)")
     p.add_argument("--stride", type=_positive, default=2, help="real video: frames between sampled frames (default 2)")
-    p.add_argument("--workers", type=int, help="real video: DataLoader worker processes (default: min(4, cores - 1))")
+    p.add_argument(
+        "--workers", type=_nonnegative, help="real video: DataLoader worker processes (default: min(4, cores - 1))"
+    )
     p.add_argument(
         "--cache-dir", help="real video: decoded-clip cache folder (default ~/.cache/placement-search/clips)"
     )
@@ -545,7 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for train/val list files")
     p.add_argument("--classes", metavar="K_OR_NAMES", help="how many classes (drawn with --seed), or a comma list")
     p.add_argument("--per-class", type=_positive, help="training videos per class (default: all)")
-    p.add_argument("--val-per-class", type=int, default=0, help="held-out videos per class (default 0: no val list)")
+    p.add_argument(
+        "--val-per-class", type=_nonnegative, default=0, help="held-out videos per class (default 0: no val list)"
+    )
     p.add_argument("--val-source", metavar="PATH", help="take held-out videos from here (e.g. Kinetics' val split)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=["txt", "csv"], help="list-file format (default: txt unless CSV is needed)")

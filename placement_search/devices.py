@@ -20,6 +20,8 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"device: {name!r} is not a device name (auto, cpu, cuda, cuda:1, mps)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device: {name!r} asked for, but this torch sees no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device: {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device: {name!r} asked for, but MPS is not available")
     return device

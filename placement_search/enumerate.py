@@ -192,10 +192,3 @@ class PlacementCosts:
                     out[key] = int(arr[i])
                     out[key + "_index"] = int(idx[i])
         return out
-
-    def position_table(self) -> list[dict]:
-        """Per position link: MACs and params of each choice at each input shape it can meet."""
-        rows = []
-        for t in self._tables:
-            rows.append({"link": t.name, "macs": t.macs.tolist(), "params": t.params.tolist()})
-        return rows

@@ -243,12 +243,18 @@ class SearchSpace:
             raise UserError(f"{where}: no choice for position(s) {', '.join(missing)}")
         for g in self.groups:
             first = given[g.positions[0]]
-            for pos in g.positions[1:]:
-                if given[pos] != first:
-                    raise UserError(
-                        f"{where}: positions {g.positions[0]!r} and {pos!r} are tied in group {g.name!r} "
-                        f"but have different choices ({first.token()} vs {given[pos].token()})"
-                    )
+            # tied positions take the same token; a token without ':kt' means each position's
+            # own default kt, so 3d:7 at conv1 and 3d:3 at conv2c can both be "3d"
+            tokens = {first.token(self._info[g.positions[0]].default_kt), first.token()}
+            if not any(
+                all(given[pos] == parse_choice_token(t, self._info[pos].default_kt, where) for pos in g.positions)
+                for t in tokens
+            ):
+                bad = next(pos for pos in g.positions if given[pos] != first)
+                raise UserError(
+                    f"{where}: positions {g.positions[0]!r} and {bad!r} are tied in group {g.name!r} "
+                    f"but have different choices ({first.token()} vs {given[bad].token()})"
+                )
         if in_space:
             for pos in self.position_names:
                 if given[pos] not in self.position_choices[pos]:
@@ -329,7 +335,13 @@ class SearchSpace:
             return self.backbone
         cls = type(self.backbone)
         table = {**self.backbone_table, **placement.backbone_overrides()}
-        return cls(parse_args(cls.Args, table, f"{where}.backbone"))
+        backbone = cls(parse_args(cls.Args, table, f"{where}.backbone"))
+        if [p.name for p in backbone.positions()] != self.position_names:
+            raise UserError(
+                f"{where}.backbone: overrides {placement.backbone_overrides()} change the positions of space "
+                f"{self.name!r}; only arguments that keep the positions can be overridden"
+            )
+        return backbone
 
     def build(self, placement: Placement | str, *, num_classes: int = 400) -> nn.Module:
         """The ``nn.Module`` for a placement (randomly initialised)."""
@@ -452,6 +464,8 @@ def load_space(spec: str | Path) -> SearchSpace:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not a valid TOML file: {e}") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the search-space file: {e}") from None
     return space_from_dict(data, path)
 
 

@@ -81,6 +81,8 @@ class ProxyBudget:
             raise UserError(f"proxy budget: lr must be a positive number, got {self.lr}")
         if self.optimizer not in ("sgd", "adamw"):
             raise UserError(f"proxy budget: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"proxy budget: seed must be in [0, 2^63), got {self.seed}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"proxy budget: precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
 
@@ -257,15 +259,20 @@ def train_proxy(
             train_clips += y.numel()
             result.steps_done = step + 1
             last = step + 1 == budget.steps
+            eval_due = bool(budget.eval_every) and (step + 1) % budget.eval_every == 0 and not last
+            # on CPU a host sync is free: check every step; on a GPU, at each log point and
+            # before each evaluation (a NaN model is never evaluated or reported)
+            if not cuda or eval_due or since_log == budget.log_every or last:
+                total = float(running)
+                if not math.isfinite(total):
+                    result.loss_curve.append((step + 1, total / since_log))
+                    result.status, result.reason = "diverged", f"loss became {total} by step {step + 1}"
+                    break
             if since_log == budget.log_every or last:
-                mean = float(running / since_log)  # one host sync per log interval
-                result.loss_curve.append((step + 1, mean))
+                result.loss_curve.append((step + 1, float(running / since_log)))
                 running.zero_()
                 since_log = 0
-                if not math.isfinite(mean):
-                    result.status, result.reason = "diverged", f"loss became {mean} by step {step + 1}"
-                    break
-            if budget.eval_every and (step + 1) % budget.eval_every == 0 and not last:
+            if eval_due:
                 result.train_time_s += time.perf_counter() - t_train
                 ev = evaluate(
                     net,

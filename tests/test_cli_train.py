@@ -107,3 +107,32 @@ def test_train_errors_are_one_line():
         p = run(*full)
         assert p.returncode == 2 and "Traceback" not in p.stderr, (args, p.stderr)
         assert "error:" in p.stderr
+
+
+def test_diverged_run_gives_strict_json_and_a_failing_status():
+    p = run(
+        "train",
+        "tiny",
+        "--placement",
+        "all_2d",
+        "--steps",
+        "15",
+        "--lr",
+        "1e30",
+        "--optimizer",
+        "sgd",
+        "--frames",
+        "8",
+        "--size",
+        "16",
+        "--batch",
+        "4",
+        "--json",
+    )
+    assert p.returncode == 1
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    out = json.loads(p.stdout, parse_constant=refuse)
+    assert out["status"] == "diverged" and out["accuracy"] is None and out["steps_done"] < 15

@@ -711,3 +711,34 @@ def test_placement_json_round_trip(spaces, name, tmp_path):
         assert space.resolve(str(path)) == p, pname
         if not p.backbone:  # tokens, one per group, spell placements without backbone overrides
             assert space.resolve(space.placement_string(p)) == p, pname
+
+
+def test_ties_across_positions_with_different_default_kt(tmp_path):
+    """A group's token '3d' means each position's own default kt (conv1: 7, conv2c: 3)."""
+    path = tmp_path / "stage.toml"
+    path.write_text(
+        'schema_version = 1\nname = "stage"\nbackbone = "inception"\ntie = "stage"\nchoices = ["2d", "3d"]\n'
+    )
+    space = load_space(path)
+    p = space.resolve("all_3d")
+    assert p["conv1"] == Choice("3d", 7) and p["conv2c"] == Choice("3d", 3)
+    assert space.resolve("3d 3d 3d 3d") == p
+    # and it can be built and measured, through the tables too
+    assert space.costs(frames=8, size=32).cost(p)[0] == space.cost(p, frames=8, size=32).macs
+
+
+def test_backbone_overrides_may_not_change_the_positions():
+    space = load_space("tiny")
+    d = space.resolve("all_2d").to_dict()
+    d["backbone"] = {"layers": [2, 1, 1, 1]}
+    with pytest.raises(UserError, match="change the positions"):
+        space.resolve(json.dumps(d))
+
+
+def test_resnet_without_stages_is_refused(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text(
+        'schema_version = 1\nname = "e"\nbackbone = "resnet"\n[backbone_args]\nlayers = []\nwidths = []\nstage_strides = []\n'
+    )
+    with pytest.raises(UserError, match="at least one stage"):
+        load_space(path)

@@ -109,3 +109,9 @@ def test_make_data():
     assert isinstance(make_data("synthetic", frames=8, size=16), SyntheticMotion)
     with pytest.raises(UserError, match="neither 'synthetic'"):
         make_data("/no/such/folder")
+
+
+def test_large_clips_render():
+    """Clips larger than the default noise table (2^20 values) still render."""
+    x = render_clips(SyntheticConfig(frames=64, size=132), torch.arange(2), torch.arange(2), 1)
+    assert x.shape == (2, 3, 64, 132, 132) and torch.isfinite(x).all()

@@ -79,10 +79,6 @@ class Backbone(ABC):
     def __init__(self, args: Any = None) -> None:
         self.args = self.Args() if args is None else args
 
-    @classmethod
-    def from_table(cls, table: Mapping[str, Any], where: str) -> Backbone:
-        return cls(parse_args(cls.Args, table, where))
-
     @abstractmethod
     def positions(self) -> list[PositionInfo]:
         """Searchable positions in network order."""

@@ -83,6 +83,8 @@ class ResNetArgs:
 
     def __post_init__(self) -> None:
         layers = self.stage_layers
+        if not layers:
+            raise ValueError("a ResNet needs at least one stage ('layers' is empty)")
         if len(self.widths) != len(layers) or len(self.stage_strides) != len(layers):
             raise ValueError(
                 f"'widths' ({len(self.widths)}), 'stage_strides' ({len(self.stage_strides)}) and the "

@@ -11,7 +11,7 @@ Class families (see ``docs/data.md``)::
     direction   right, left, down, up        an object crosses the frame; the reversed clip
                                              is the opposite class, so an order-blind model
                                              is at chance within each pair
-    fine motion shake, drift                 a small object oscillates by ~1 px at a few
+    fine motion shake, drift                 a small object oscillates by ~1.5 px at a few
                                              frames' period, or drifts over the same extent:
                                              rewards temporal ops early, at full resolution
     events      a_then_b, b_then_a, together a red square and a blue disk flash once each
@@ -78,7 +78,7 @@ class SyntheticConfig:
         seed: identity of the data set (clip ``i`` of seed ``s`` never changes).
         difficulty: 0 (clean, large motions) .. 1 (noisy, cluttered, subtle).
         eval_clips: held-out clips (balanced over classes).
-        classes: which classes to use (default: all twelve).
+        classes: which classes to use (default: all eleven).
     """
 
     frames: int = 16
@@ -98,6 +98,8 @@ class SyntheticConfig:
         unknown = [c for c in self.classes if c not in _C]
         if unknown or not self.classes:
             raise UserError(f"synthetic data: unknown class(es) {unknown}; classes are {', '.join(CLASSES)}")
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"synthetic data: seed must be in [0, 2^63), got {self.seed}")
         if self.eval_clips < len(self.classes):
             raise UserError(f"synthetic data: eval_clips must be >= the number of classes, got {self.eval_clips}")
 
@@ -247,21 +249,23 @@ def render_clips(cfg: SyntheticConfig, index: torch.Tensor, labels: torch.Tensor
         mask = mask * (vis * contrast)[:, :, None, None]
         clip.lerp_(col[:, :, None, None, None].expand_as(clip), mask[:, None])
     # pixel noise: a window, chosen per clip by the hash, into a fixed table of uniform noise
-    table = _noise_table(dev)
+    table = _noise_table(dev, 2 * t_len * s * s)
     start = _mix(keys ^ 0x7AB1E) % (table.numel() - t_len * s * s)
     noise = table[start[:, None] + torch.arange(t_len * s * s, device=dev)].view(n, 1, t_len, s, s)
     clip.add_(noise, alpha=lerp(0.0, 0.1, d))
     return clip.clamp(0, 1)
 
 
-_NOISE: dict[torch.device, torch.Tensor] = {}
+_NOISE: dict[tuple[torch.device, int], torch.Tensor] = {}
 
 
-def _noise_table(device: torch.device) -> torch.Tensor:
-    """2^20 uniform values in [-0.5, 0.5) from the hash: the same on every device."""
-    if device not in _NOISE:
-        _NOISE[device] = _uniform(torch.arange(1 << 20, device=device), 99) - 0.5
-    return _NOISE[device]
+def _noise_table(device: torch.device, at_least: int) -> torch.Tensor:
+    """Uniform values in [-0.5, 0.5) from the hash, the same on every device: 2^20 of
+    them, or the next power of two >= ``at_least`` for very large clips."""
+    n = max(1 << 20, 1 << (at_least - 1).bit_length())
+    if (device, n) not in _NOISE:
+        _NOISE[(device, n)] = _uniform(torch.arange(n, device=device), 99) - 0.5
+    return _NOISE[(device, n)]
 
 
 def _hue_rgb(h: torch.Tensor) -> torch.Tensor:

@@ -93,6 +93,10 @@ def make_subset(
         UserError: a class name is unknown, more classes are asked for than exist, or a
             path cannot be written in the ``txt`` format (it contains whitespace).
     """
+    if val_per_class < 0 or (per_class is not None and per_class < 1):
+        raise UserError(f"subset: per_class must be >= 1 and val_per_class >= 0, got {per_class} and {val_per_class}")
+    if classes is not None and not isinstance(classes, int) and not list(classes):
+        raise UserError("subset: the list of classes is empty")
     videos = scan_videos(source, root=root)
     names = _choose_classes(videos, classes, seed)
     held_from = scan_videos(val_source, root=root, class_names=videos.class_names) if val_source else None
@@ -124,17 +128,19 @@ def make_subset(
     needs_csv = any(v.start is not None or v.end is not None or _has_space(v.path) for v in chosen)
     fmt = fmt or ("csv" if needs_csv else "txt")
     out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     labels = list(videos.class_names)
     if all(_is_int(n) for n in labels):  # integer labels: renumber the chosen classes 0 ... K-1
         for j, name in enumerate(names):
             labels[videos.class_names.index(name)] = str(j)
     train_path = out / f"train.{fmt}"
-    write_video_list(train_items, labels, train_path, fmt=fmt)
-    val_path = None
-    if val_per_class:
-        val_path = out / f"val.{fmt}"
-        write_video_list(val_items, labels, val_path, fmt=fmt)
+    val_path = out / f"val.{fmt}" if val_per_class else None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_video_list(train_items, labels, train_path, fmt=fmt)
+        if val_path is not None:
+            write_video_list(val_items, labels, val_path, fmt=fmt)
+    except OSError as e:
+        raise UserError(f"subset: cannot write the list files into {str(out)!r}: {e}") from None
     return Subset(train_path, val_path, tuple(names), len(train_items), len(val_items))
 
 
