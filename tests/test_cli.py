@@ -311,7 +311,7 @@ def test_error_unknown_placement(cli):
 
 @pytest.mark.parametrize(("key", "value"), [("err_frames_0", "'0'"), ("err_frames_abc", "'abc'")])
 def test_error_bad_frames(cli, key, value):
-    assert_usage_error(cli(key), "--frames", "positive integer", value)
+    assert_usage_error(cli(key), "--frames", "integer >= 1", value)
 
 
 def test_error_clip_too_small(cli):
