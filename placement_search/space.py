@@ -459,7 +459,7 @@ def load_space(spec: str | Path) -> SearchSpace:
                 "(or give a path to a .toml file)"
             )
     if not path.is_file():
-        raise UserError(f"search-space file {str(path)!r} does not exist")
+        raise UserError(f"search-space file {str(path)!r} does not exist or is not a file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

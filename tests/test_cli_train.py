@@ -136,3 +136,21 @@ def test_diverged_run_gives_strict_json_and_a_failing_status():
 
     out = json.loads(p.stdout, parse_constant=refuse)
     assert out["status"] == "diverged" and out["accuracy"] is None and out["steps_done"] < 15
+
+
+def test_subset_bad_requests_are_user_errors(tmp_path):
+    import pytest
+
+    from placement_search import UserError
+    from placement_search.data.video import make_subset
+
+    for cls in ("a", "b"):
+        for i in range(2):
+            _write_video(tmp_path / "src" / cls / f"{i}.mp4", 2)
+    with pytest.raises(UserError, match="val_per_class"):
+        make_subset(tmp_path / "src", tmp_path / "out", val_per_class=-1)
+    with pytest.raises(UserError, match="empty"):
+        make_subset(tmp_path / "src", tmp_path / "out", classes=[])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="cannot write"):
+        make_subset(tmp_path / "src", tmp_path / "file")

@@ -742,3 +742,10 @@ def test_resnet_without_stages_is_refused(tmp_path):
     )
     with pytest.raises(UserError, match="at least one stage"):
         load_space(path)
+
+
+def test_unreadable_space_file_is_a_user_error(tmp_path):
+    folder = tmp_path / "dir.toml"  # a folder named like a space file
+    folder.mkdir()
+    with pytest.raises(UserError, match="not a file"):
+        load_space(folder)

@@ -133,3 +133,12 @@ def test_bad_budget():
     for kw in ({"steps": 0}, {"lr": -1.0}, {"optimizer": "lbfgs"}, {"eval_every": -1}):
         with pytest.raises(UserError):
             ProxyBudget(**kw)
+
+
+def test_seeds_out_of_range_are_user_errors():
+    from placement_search import UserError
+
+    with pytest.raises(UserError, match="seed"):
+        ProxyBudget(seed=-1)
+    with pytest.raises(UserError, match="seed"):
+        SyntheticConfig(seed=2**63)
