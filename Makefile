@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml scripts/bootstrap.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/placement-search references
+	$(BIN)/placement-search run studies/quickstart.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -587,21 +587,24 @@ def build_parser() -> argparse.ArgumentParser:
     _clip_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_references)
+
+    from .search.commands import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], None] = args.func
+    func: Callable[[argparse.Namespace], int | None] = args.func
     try:
-        func(args)
+        return func(args) or 0
     except UserError as e:
         print(f"placement-search: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. piped into `head`
         return 0
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,186 @@
+"""Command-line commands of the search: ``run``, ``status``, ``studies``, ``pareto``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .config import DEFAULT_STORAGE, check_storage_url
+
+__all__ = ["add_parsers"]
+
+
+def _emit(obj: Any) -> None:
+    from ..cli import _emit as emit
+
+    emit(obj)
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str], align: str = "") -> str:
+    from ..cli import _table as table
+
+    return table(rows, header, align)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
+
+
+def pareto_table(rows: list[dict[str, Any]]) -> str:
+    return _table(
+        [
+            [
+                r["trial"],
+                f"{r['accuracy'] * 100:.1f}%" if r["accuracy"] is not None else "-",
+                f"{r['macs'] / 1e9:,.3f}" if r["macs"] is not None else "-",
+                f"{r['params'] / 1e6:,.3f}" if r["params"] is not None else "-",
+                r["named"] or "",
+                r["placement"],
+            ]
+            for r in rows
+        ],
+        ["trial", "accuracy", "GMACs", "M params", "named", "placement (one op per group)"],
+        "rrrrll",
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_study_config
+    from .driver import SearchDriver
+    from .progress import Progress
+    from .storage import load_study, open_storage, pareto_rows
+
+    cfg = load_study_config(args.study_toml)
+    storage = check_storage_url(args.storage) if args.storage else cfg.storage
+    driver = SearchDriver(
+        cfg,
+        storage=storage,
+        study_name=args.study_name,
+        trials=args.trials,
+        timeout=args.timeout,
+        ray_address=args.ray_address,
+        on_event=Progress(),
+    )
+    print(
+        f"study {driver.study_name!r}: space {driver.space.name} ({driver.space.size:,} placements), "
+        f"objectives {', '.join(cfg.objectives)} (compute at {driver.target_input}, proxy at {driver.proxy_input}), "
+        f"sampler {cfg.sampler}, storage {storage}",
+        flush=True,
+    )
+    result = driver.run()
+    print(f"stopped: {result.stop_reason} after {result.elapsed_s:.0f} s", flush=True)
+    study = load_study(open_storage(storage, create=False), driver.study_name)
+    rows = pareto_rows(study)
+    print(f"\nPareto front ({len(rows)} trials; accuracy up, compute down):")
+    print(pareto_table(rows) if rows else "(no completed feasible trial yet)")
+    base = f"--storage {storage} --study {driver.study_name}"
+    print(
+        "\nnext:\n"
+        f"  placement-search status {base}\n"
+        f"  placement-search pareto {base} --json\n"
+        f"  optuna-dashboard {storage}        (pip install optuna-dashboard)\n"
+        f"  optuna.load_study(study_name={driver.study_name!r}, storage={storage!r})"
+    )
+    return 130 if result.interrupted else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .storage import load_study, open_storage, study_status
+
+    study = load_study(open_storage(args.storage, create=False), args.study)
+    st = study_status(study)
+    if args.json:
+        _emit(st)
+        return 0
+    print(f"study {st['study']} (space {st['space']})")
+    print("objectives: " + ", ".join(f"{o['name']} ({o['direction']})" for o in st["objectives"]))
+    target = f" of {st['target_trials']}" if st["target_trials"] else ""
+    print(f"trials: {st['trials']} in storage, {st['counted']}{target} counted (trained, stopped early or failed)")
+    print("by status: " + ", ".join(f"{k} {v}" for k, v in st["by_status"].items()))
+    best = f"{st['best_accuracy'] * 100:.1f}%" if st["best_accuracy"] is not None else "-"
+    print(f"Pareto front: {st['pareto_size']} trials, best accuracy {best}")
+    print(f"first start {st['first_start']}, last update {st['last_update']}")
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    from .storage import open_storage, study_summaries
+
+    rows = study_summaries(open_storage(args.storage, create=False))
+    if args.json:
+        _emit(rows)
+        return 0
+    if not rows:
+        print("(no studies)")
+        return 0
+    print(
+        _table(
+            [[r["study"], r["space"] or "", r["trials"], "/".join(r["directions"]), r["started"] or ""] for r in rows],
+            ["study", "space", "trials", "directions", "started"],
+            "llrll",
+        )
+    )
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from .storage import load_study, open_storage, pareto_rows
+
+    study = load_study(open_storage(args.storage, create=False), args.study)
+    rows = pareto_rows(study)
+    if args.json:
+        _emit(rows)
+        return 0
+    print(pareto_table(rows) if rows else "(no completed feasible trial yet)")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("run", help="run (or resume) a multi-objective placement search")
+    p.add_argument("study_toml", metavar="STUDY_TOML", help="a study file, e.g. studies/quickstart.toml")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="SQLAlchemy URL (default: the study file's, else sqlite:///placement-search.db)",
+    )
+    p.add_argument("--study-name", metavar="NAME", help="study name (default: the study file's)")
+    p.add_argument("--trials", type=_positive_int, metavar="N", help="stop once the study holds N counted trials")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop proposing after this long")
+    p.add_argument("--ray-address", metavar="ADDR", help="'auto' or host:port to join a Ray cluster (default: local)")
+    p.set_defaults(func=cmd_run)
+
+    storage_help = f"SQLAlchemy URL of the study storage (default {DEFAULT_STORAGE})"
+    p = sub.add_parser("status", help="progress of a study")
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--study", required=True, metavar="NAME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("studies", help="the studies in a storage")
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_studies)
+
+    p = sub.add_parser("pareto", help="the Pareto-optimal trials of a study")
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--study", required=True, metavar="NAME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pareto)

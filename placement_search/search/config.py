@@ -1,0 +1,583 @@
+"""Study configuration: ``studies/*.toml``, validated on load.
+
+Every mistake is a :class:`~placement_search.errors.UserError` that names the file, the
+field, the bad value and what is allowed. See ``docs/studies.md`` for the whole format;
+``studies/quickstart.toml`` is the smallest complete example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import json
+import math
+import re
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import UserError
+from ..train import ProxyBudget
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "OBJECTIVES",
+    "SAMPLERS",
+    "Constraints",
+    "DataConfig",
+    "EarlyStopping",
+    "RayConfig",
+    "Resources",
+    "StudyConfig",
+    "TargetInput",
+    "load_study_config",
+    "parse_count",
+]
+
+SCHEMA_VERSION = 1
+#: the embedded default: a SQLite file in the working directory
+DEFAULT_STORAGE = "sqlite:///placement-search.db"
+#: objective name -> (Optuna direction, what it is)
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "accuracy": ("maximize", "proxy top-1 accuracy on the held-out clips, in [0, 1]"),
+    "macs": ("minimize", "multiply-adds at the target input (batch 1)"),
+    "params": ("minimize", "parameters"),
+    "latency_ms": ("minimize", "median forward time at the target input, batch 1, on the trial's device"),
+}
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "families")
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def parse_count(value: Any, where: str) -> int:
+    """An integer count from ``20000000``, ``"20G"``, ``"1.5e9"``, ``"750M"``."""
+    if isinstance(value, bool):
+        raise UserError(f'{where}: expected a count such as 20000000 or "20G", got {value!r}')
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgGtT]?)\s*", value)
+        try:
+            if not m:
+                raise ValueError
+            number = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+        except ValueError:
+            raise UserError(f'{where}: expected a count such as 20000000 or "20G", got {value!r}') from None
+    else:
+        raise UserError(f'{where}: expected a count such as 20000000 or "20G", got {value!r}')
+    if not math.isfinite(number) or number <= 0 or number > 1e30:
+        raise UserError(f"{where}: expected a positive count, got {value!r}")
+    return int(number)
+
+
+# -- sections ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetInput:
+    """The input at which compute is measured (and reported): the full-scale model, not the proxy."""
+
+    frames: int | None = None  # None: the space's clip
+    size: int | None = None
+    num_classes: int = 400
+
+    def check(self, where: str) -> None:
+        for name in ("frames", "size", "num_classes"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise UserError(f"{where}.{name}: expected a positive integer, got {v}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the proxy runs train on: ``synthetic`` or a folder / list file of real videos."""
+
+    source: str = "synthetic"
+    val: str | None = None
+    frames: int = 16
+    size: int = 32
+    # synthetic
+    difficulty: float = 0.5
+    seed: int = 0
+    eval_clips: int = 1200
+    # real video (see placement_search.data.video.video_clip_data)
+    stride: int = 2
+    root: str | None = None
+    resize_to: int | None = None
+    fps: float | None = 12.0
+    max_frames: int | None = 64
+    cache: bool = True
+    cache_dir: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    decode_workers: int | None = None
+
+    def check(self, where: str) -> None:
+        if self.frames < 1 or self.size < 1:
+            raise UserError(f"{where}: frames and size must be positive, got {self.frames} and {self.size}")
+        if self.source == "synthetic":
+            if self.val is not None:
+                raise UserError(
+                    f"{where}.val: the synthetic benchmark has its own held-out clips; val is for real video"
+                )
+            if not 0.0 <= self.difficulty <= 1.0:
+                raise UserError(f"{where}.difficulty: expected a number in [0, 1], got {self.difficulty}")
+            if self.eval_clips < 11:
+                raise UserError(f"{where}.eval_clips: expected at least 11 (one per class), got {self.eval_clips}")
+        paths = [("val", self.val), ("root", self.root)]
+        if self.source != "synthetic":
+            paths.insert(0, ("source", self.source))
+        for name, v in paths:
+            if v is not None and not Path(v).exists():
+                hint = " (expected 'synthetic' or a folder / list file of videos)" if name == "source" else ""
+                raise UserError(f"{where}.{name}: {v!r} does not exist{hint}")
+
+    def resolved(self, base: Path) -> DataConfig:
+        """Relative paths taken against ``base`` (the study file's folder)."""
+        changes: dict[str, Any] = {}
+        for name in ("val", "root", "cache_dir") + (() if self.source == "synthetic" else ("source",)):
+            v = getattr(self, name)
+            if v is not None and not Path(v).expanduser().is_absolute():
+                changes[name] = str((base / Path(v).expanduser()).resolve())
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Budgets. A placement over a MACs or params budget is recorded infeasible without training;
+    a latency budget is checked on the worker's device before training."""
+
+    max_macs: int | None = None
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+
+    def active(self) -> dict[str, float]:
+        return {k: float(v) for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Multi-objective early stopping (Optuna has no pruning for multi-objective studies).
+
+    At an intermediate evaluation at step ``s``, a run with accuracy ``a`` and target MACs ``c``
+    is stopped when at least ``min_dominating`` finished trials with MACs <= ``c`` had accuracy
+    >= ``a + margin`` at the same step, and the study holds at least ``min_trials`` finished
+    trials. Stopped trials are recorded PRUNED, with the trials that dominated them.
+    """
+
+    enabled: bool = True
+    margin: float = 0.05
+    min_trials: int = 4
+    min_dominating: int = 1
+
+    def check(self, where: str) -> None:
+        if not 0.0 <= self.margin <= 1.0:
+            raise UserError(f"{where}.margin: expected an accuracy margin in [0, 1], got {self.margin}")
+        if self.min_trials < 1 or self.min_dominating < 1:
+            raise UserError(f"{where}: min_trials and min_dominating must be >= 1")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where trials run. No address: a new local Ray instance (``num_cpus``/``num_gpus``: its size,
+    default the machine's). ``"auto"`` or ``host:port`` joins an existing cluster."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    object_store_memory: int | None = None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources. ``gpus`` may be a fraction: four 0.25-GPU proxies share one GPU.
+    ``max_concurrent`` 0: as many trials as the cluster's resources allow. ``retries``: times a
+    trial whose Ray worker died is run again before it is recorded failed."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float | None = None
+    max_concurrent: int = 0
+    retries: int = 2
+
+    def check(self, where: str) -> None:
+        if self.cpus <= 0:
+            raise UserError(f"{where}.cpus: expected a positive number, got {self.cpus}")
+        if self.gpus < 0 or (self.gpus > 1 and self.gpus != int(self.gpus)):
+            raise UserError(f"{where}.gpus: expected a fraction in [0, 1] or a whole number, got {self.gpus}")
+        if self.memory_gb is not None and self.memory_gb <= 0:
+            raise UserError(f"{where}.memory_gb: expected a positive number, got {self.memory_gb}")
+        if self.max_concurrent < 0 or self.retries < 0:
+            raise UserError(f"{where}: max_concurrent and retries must be >= 0")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A whole study: what to search, on what data, at what cost, where results live."""
+
+    name: str
+    space: str
+    path: Path | None = None
+    description: str = ""
+    storage: str = DEFAULT_STORAGE
+    sampler: str = "tpe"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    trials: int = 50
+    timeout: float | None = None
+    objectives: tuple[str, ...] = ("accuracy", "macs")
+    evaluate_first: tuple[str, ...] = ()
+    target: TargetInput = TargetInput()
+    data: DataConfig = DataConfig()
+    proxy: ProxyBudget = field(default_factory=ProxyBudget)
+    constraints: Constraints = Constraints()
+    early_stopping: EarlyStopping = EarlyStopping()
+    ray: RayConfig = RayConfig()
+    resources: Resources = Resources()
+
+    @property
+    def directions(self) -> list[Any]:
+        return [OBJECTIVES[o][0] for o in self.objectives]
+
+    @property
+    def needs_latency(self) -> bool:
+        return "latency_ms" in self.objectives or self.constraints.max_latency_ms is not None
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change when a study is resumed (else its trials are not comparable)."""
+        return {
+            "space": self.space,
+            "objectives": list(self.objectives),
+            "target": dataclasses.asdict(self.target),
+            "data": {
+                k: v
+                for k, v in dataclasses.asdict(self.data).items()
+                if k not in ("cache", "cache_dir", "decode_workers")
+            },
+            "proxy": {
+                k: v for k, v in dataclasses.asdict(self.proxy).items() if k not in ("device", "threads", "log_every")
+            },
+            "constraints": self.constraints.active(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["path"] = str(self.path) if self.path else None
+        d["objectives"] = list(self.objectives)
+        d["evaluate_first"] = list(self.evaluate_first)
+        return d
+
+
+# -- generic table -> dataclass ------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "nothing"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        for a in args:
+            try:
+                return _coerce(value, a, where)
+            except UserError:
+                pass
+        raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise UserError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise UserError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise UserError(f"{where}: unsupported value {value!r}")  # pragma: no cover
+
+
+def _unknown(key: str, allowed: list[str], where: str) -> UserError:
+    near = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return UserError(f"{where}: unknown field {key!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def _section(cls: Any, table: Any, where: str, *, skip: tuple[str, ...] = (), special: Mapping[str, Any] = {}) -> Any:
+    if not isinstance(table, Mapping):
+        raise UserError(f"{where}: expected a table of fields, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise _unknown(key, names, where)
+        if key in special:
+            kwargs[key] = special[key](value, f"{where}.{key}")
+        else:
+            kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    try:
+        obj = cls(**kwargs)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    if hasattr(obj, "check"):
+        obj.check(where)
+    return obj
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+_TOP = {
+    "schema_version",
+    "name",
+    "space",
+    "description",
+    "storage",
+    "sampler",
+    "sampler_options",
+    "seed",
+    "trials",
+    "timeout",
+    "objectives",
+    "evaluate_first",
+    "target",
+    "data",
+    "proxy",
+    "constraints",
+    "early_stopping",
+    "ray",
+    "resources",
+}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_study_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UserError(
+            f"{where}: study name {name!r} must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
+    return name
+
+
+def _duration(value: Any, where: str) -> float:
+    """Seconds from ``300``, ``"300s"``, ``"5m"``, ``"2h"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := re.fullmatch(r"\s*([0-9.]+)\s*([smhd]?)\s*", value)):
+        try:
+            seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        except ValueError:
+            seconds = -1
+    else:
+        seconds = -1
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UserError(f'{where}: expected a positive duration such as 300, "5m" or "2h", got {value!r}')
+    return seconds
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such study file" + (" (it is a folder)" if p.is_dir() else ""))
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: cannot read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{p}: not valid TOML: {e}") from None
+    return study_config_from_dict(data, p)
+
+
+def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) -> StudyConfig:
+    f = str(path) if path else "study"
+    base = path.resolve().parent if path else Path.cwd()
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{f}: schema_version: this placement-search reads version {SCHEMA_VERSION}, got {version!r}")
+    for key in data:
+        if key not in _TOP:
+            raise _unknown(key, sorted(_TOP), f)
+    kw: dict[str, Any] = {"path": path.resolve() if path else None}
+
+    name = data.get("name", path.stem if path else None)
+    kw["name"] = check_study_name(name, f"{f}: name")
+    if "space" not in data:
+        raise UserError(f"{f}: space: missing; name a shipped space (e.g. 'tiny', 'inception') or a .toml path")
+    space = _coerce(data["space"], str, f"{f}: space")
+    if space.endswith(".toml") and not Path(space).is_absolute():
+        space = str((base / space).resolve())
+    kw["space"] = space
+    if "description" in data:
+        kw["description"] = _coerce(data["description"], str, f"{f}: description")
+    if "storage" in data:
+        kw["storage"] = check_storage_url(_coerce(data["storage"], str, f"{f}: storage"), f"{f}: storage")
+    sampler = data.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise UserError(f"{f}: sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    kw["sampler"] = sampler
+    opts = data.get("sampler_options", {})
+    if not isinstance(opts, Mapping):
+        raise UserError(f"{f}: sampler_options: expected a table, got {opts!r}")
+    kw["sampler_options"] = dict(opts)
+    seed = _coerce(data.get("seed", 0), int, f"{f}: seed")
+    if not 0 <= seed < 2**32:
+        raise UserError(f"{f}: seed: expected an integer in [0, 2^32), got {seed}")
+    kw["seed"] = seed
+    if "trials" in data:
+        trials = _coerce(data["trials"], int, f"{f}: trials")
+        if trials < 1:
+            raise UserError(f"{f}: trials: expected a positive integer, got {trials}")
+        kw["trials"] = trials
+    if "timeout" in data:
+        kw["timeout"] = _duration(data["timeout"], f"{f}: timeout")
+
+    objectives = data.get("objectives", ["accuracy", "macs"])
+    if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
+        raise UserError(f"{f}: objectives: expected a list of names, got {objectives!r}")
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise UserError(f"{f}: objectives: unknown objective {o!r}; allowed: {', '.join(OBJECTIVES)}")
+    if len(set(objectives)) != len(objectives) or "accuracy" not in objectives or len(objectives) < 2:
+        raise UserError(
+            f"{f}: objectives: expected 'accuracy' and at least one cost ({', '.join(list(OBJECTIVES)[1:])}), "
+            f"each once, got {objectives!r}"
+        )
+    kw["objectives"] = tuple(objectives)
+
+    first = data.get("evaluate_first", [])
+    if not isinstance(first, list) or not all(isinstance(n, str) for n in first):
+        raise UserError(f"{f}: evaluate_first: expected a list of named placements, got {first!r}")
+    kw["evaluate_first"] = tuple(first)
+
+    kw["target"] = _section(TargetInput, data.get("target", {}), f"{f}: [target]")
+    data_cfg = _section(DataConfig, data.get("data", {}), f"{f}: [data]")
+    data_cfg = data_cfg.resolved(base)
+    data_cfg.check(f"{f}: [data]")
+    kw["data"] = data_cfg
+    kw["proxy"] = _section(ProxyBudget, data.get("proxy", {}), f"{f}: [proxy]", skip=("threads",))
+    kw["constraints"] = _section(
+        Constraints,
+        data.get("constraints", {}),
+        f"{f}: [constraints]",
+        special={"max_macs": parse_count, "max_params": parse_count, "max_latency_ms": _positive_float},
+    )
+    kw["early_stopping"] = _section(EarlyStopping, data.get("early_stopping", {}), f"{f}: [early_stopping]")
+    ray_cfg = _section(RayConfig, data.get("ray", {}), f"{f}: [ray]", special={"object_store_memory": parse_count})
+    kw["ray"] = ray_cfg
+    kw["resources"] = _section(Resources, data.get("resources", {}), f"{f}: [resources]")
+    cfg = StudyConfig(**kw)
+    if cfg.sampler == "families" and not cfg.evaluate_first:
+        raise UserError(f"{f}: sampler 'families' evaluates exactly the placements of evaluate_first, which is empty")
+    _check_sampler_options(cfg, f)
+    return cfg
+
+
+def _positive_float(value: Any, where: str) -> float:
+    v = _coerce(value, float, where)
+    if v <= 0:
+        raise UserError(f"{where}: expected a positive number, got {value!r}")
+    return v
+
+
+_SAMPLER_OPTIONS = {
+    "tpe": {"n_startup_trials": int, "n_ei_candidates": int, "multivariate": bool, "constant_liar": bool},
+    "nsga2": {"population_size": int, "crossover_prob": float, "swapping_prob": float, "mutation_prob": float},
+    "nsga3": {"population_size": int, "crossover_prob": float, "swapping_prob": float, "mutation_prob": float},
+    "gp": {"n_startup_trials": int, "deterministic_objective": bool},
+    "random": {},
+    "families": {},
+}
+
+
+def _check_sampler_options(cfg: StudyConfig, f: str) -> None:
+    allowed = _SAMPLER_OPTIONS[cfg.sampler]
+    for key, value in cfg.sampler_options.items():
+        where = f"{f}: sampler_options.{key}"
+        if key not in allowed:
+            if not allowed:
+                raise UserError(f"{where}: sampler {cfg.sampler!r} takes no options")
+            raise _unknown(key, sorted(allowed), f"{f}: sampler_options (sampler {cfg.sampler!r})")
+        v = _coerce(value, allowed[key], where)
+        if allowed[key] is int and v < 1:
+            raise UserError(f"{where}: expected a positive integer, got {v}")
+        if allowed[key] is float and not 0.0 <= v <= 1.0:
+            raise UserError(f"{where}: expected a probability in [0, 1], got {v}")
+    if cfg.sampler in ("nsga2", "nsga3") and cfg.sampler_options.get("population_size", 50) < 2:
+        raise UserError(f"{f}: sampler_options.population_size: expected at least 2")
+
+
+def check_storage_url(url: str, where: str = "--storage") -> str:
+    """A SQLAlchemy URL Optuna can use; a plain file path ending in .db is taken as SQLite."""
+    if "://" not in url:
+        if url.endswith((".db", ".sqlite", ".sqlite3")):
+            return f"sqlite:///{url}"
+        raise UserError(
+            f"{where}: {url!r} is not a database URL; expected e.g. sqlite:///study.db or "
+            "postgresql+psycopg2://user@host/db (a path ending in .db is taken as SQLite)"
+        )
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception as e:
+        raise UserError(f"{where}: {url!r} is not a valid SQLAlchemy URL: {e}") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql", "mariadb"):
+        raise UserError(f"{where}: unsupported database {parsed.get_backend_name()!r}; use sqlite, postgresql or mysql")
+    return url
+
+
+def resolve_evaluate_first(cfg: StudyConfig, space: Any) -> list[tuple[str, Any]]:
+    """``evaluate_first`` names (globs allowed, e.g. ``bottom_heavy_*``) -> [(name, placement)],
+    in the order given; placements outside the searchable space are an error."""
+    where = f"{cfg.path or 'study'}: evaluate_first"
+    out: list[tuple[str, Any]] = []
+    for pattern in cfg.evaluate_first:
+        names = [n for n in space.named if fnmatch.fnmatchcase(n, pattern)]
+        if not names:
+            raise UserError(
+                f"{where}: {pattern!r} matches no named placement of space {space.name!r}; "
+                f"named placements: {', '.join(space.named)}"
+            )
+        for n in names:
+            npl = space.named[n]
+            if not npl.in_space:
+                raise UserError(
+                    f"{where}: {n!r} is a reference model outside the searchable space {space.name!r} "
+                    "(it needs other backbone arguments); list placements the search can pick"
+                )
+            if n not in [x for x, _ in out]:
+                out.append((n, npl.placement))
+    return out
+
+
+def config_json(cfg: StudyConfig) -> str:
+    return json.dumps(cfg.to_dict(), sort_keys=True)

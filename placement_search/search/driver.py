@@ -1,0 +1,925 @@
+"""The search driver: Optuna proposes placements, Ray workers train them, SQL storage keeps them.
+
+One driver per study is the only writer to the study's storage. It asks the sampler for a
+placement, measures its compute (before any training), and then either
+
+* records it at once: **reused** (the same placement was already evaluated in this study),
+  or **infeasible** (over a MACs or params budget); or
+* dispatches a proxy run as a Ray task and records what comes back: ``ok`` (COMPLETE),
+  ``early_stopped`` (PRUNED, see :mod:`.early_stop`), ``diverged`` / ``out_of_memory`` /
+  ``failed`` / ``worker_died`` (FAIL, with the reason).
+
+Where the time goes, and how the driver keeps up with a large cluster: Optuna's sampler
+reads every trial of the study for each proposal, and a SQL storage commits each parameter
+and attribute separately (about 25 commits per trial). The driver therefore samples on an
+in-memory mirror of the study (the same trials, same sampler, same constraints) and writes
+each trial to the storage in two transactions: one when it starts (parameters, placement,
+costs, constraints) and one when it ends (results, state, values). A told result is
+committed before the next proposal. Multi-objective TPE is run multivariate (one joint
+model instead of one per decision), which is also the better model for interacting layers.
+
+Resume: running a study again continues it. Trials left RUNNING by a driver that died are
+marked failed (``driver_died``) and their placements queued again; Ctrl-C cancels running
+trials, records them (``interrupted``) and queues them for the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .._version import __version__
+from ..errors import UserError
+from ..placement import Placement
+from ..space import SearchSpace, load_space
+from .config import StudyConfig, check_study_name, resolve_evaluate_first
+from .early_stop import Reference
+from .storage import COUNTED, FINAL, open_storage, quiet_optuna, trial_status
+
+__all__ = ["RunResult", "SearchDriver", "canonical_key"]
+
+#: Ray errors that mean the worker (or its node) died rather than the trial's own code failing
+_WORKER_DEATH = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "ActorDiedError")
+#: proposals in a row that need no training before the driver decides the sampler is stuck
+MAX_IDLE_PROPOSALS = 200
+
+
+def canonical_key(placement: Placement) -> str:
+    """Canonical JSON of a placement: two trials with the same key are the same architecture."""
+    return json.dumps(placement.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class RunResult:
+    study: str
+    storage: str
+    created: bool
+    counted: int
+    target_trials: int
+    by_status: dict[str, int] = field(default_factory=dict)
+    stop_reason: str = ""
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    recovered: int = 0
+
+
+@dataclass
+class _InFlight:
+    number: int
+    trial_id: int
+    mirror: Any  # optuna.Trial of the mirror study
+    key: str
+    placement: Placement
+    costs: dict[str, Any]
+    spec: dict[str, Any]
+    gen: Any = None
+    attempt: int = 1
+    started: float = 0.0
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    named: str | None = None
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _sampler(cfg: StudyConfig) -> Any:
+    import optuna
+
+    opts = dict(cfg.sampler_options)
+    s = cfg.sampler
+    if s == "tpe":
+        opts.setdefault("multivariate", True)
+        opts.setdefault("constant_liar", True)
+        return optuna.samplers.TPESampler(seed=cfg.seed, **opts)
+    if s in ("nsga2", "nsga3"):
+        mutation = opts.pop("mutation_prob", None)
+        cls = optuna.samplers.NSGAIISampler if s == "nsga2" else optuna.samplers.NSGAIIISampler
+        return cls(seed=cfg.seed, mutation_prob=mutation, **opts)
+    if s == "gp":
+        try:
+            import scipy  # noqa: F401
+        except ModuleNotFoundError:
+            raise UserError("sampler 'gp' needs scipy: pip install scipy") from None
+        return optuna.samplers.GPSampler(seed=cfg.seed, **opts)
+    return optuna.samplers.RandomSampler(seed=cfg.seed)
+
+
+def _data_classes(cfg: StudyConfig) -> int:
+    if cfg.data.source == "synthetic":
+        from ..data.synthetic import CLASSES
+
+        return len(CLASSES)
+    from ..data.video.index import scan_videos
+
+    return len(scan_videos(cfg.data.source, root=cfg.data.root).class_names)
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now()
+
+
+class SearchDriver:
+    """Runs (or resumes) one study.
+
+    Args:
+        cfg: the study configuration.
+        storage: storage URL (default: the config's).
+        study_name: study name (default: the config's).
+        trials: stop once the study holds this many counted trials (trained, stopped early or
+            failed for good; reused and infeasible ones are free). Default: the config's.
+        timeout: stop proposing after this many seconds of this run; running trials finish.
+        ray_address: ``None``/``"local"``: a new local Ray instance; ``"auto"`` or an address: join.
+        on_event: called with ``(kind, info)`` for progress displays.
+        faults: test hook, placement string -> ``raise`` | ``diverge`` | ``kill``.
+    """
+
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        *,
+        storage: str | None = None,
+        study_name: str | None = None,
+        trials: int | None = None,
+        timeout: float | None = None,
+        ray_address: str | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        faults: dict[str, str] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.storage_url = storage or cfg.storage
+        self.study_name = check_study_name(study_name or cfg.name, "--study-name")
+        self.target_trials = trials if trials is not None else cfg.trials
+        if self.target_trials < 1:
+            raise UserError(f"--trials: expected a positive integer, got {self.target_trials}")
+        self.timeout = timeout if timeout is not None else cfg.timeout
+        self.ray_address = ray_address if ray_address is not None else cfg.ray.address
+        self.on_event = on_event or (lambda kind, info: None)
+        self.faults = faults if faults is not None else json.loads(os.environ.get("PLACEMENT_SEARCH_FAULTS", "{}"))
+        self.space: SearchSpace = load_space(cfg.space)
+        self.first = resolve_evaluate_first(cfg, self.space)
+        # compute at the target and proxy inputs, for every placement, from per-link tables
+        self.target_costs = self.space.costs(
+            frames=cfg.target.frames, size=cfg.target.size, num_classes=cfg.target.num_classes
+        )
+        self.proxy_costs = self.space.costs(frames=cfg.data.frames, size=cfg.data.size, num_classes=_data_classes(cfg))
+        t_shape = self.target_costs.input_shape
+        p_shape = self.proxy_costs.input_shape
+        self.target_input = f"{t_shape[2]}x{t_shape[3]}x{t_shape[4]}"
+        self.proxy_input = f"{p_shape[2]}x{p_shape[3]}x{p_shape[4]}"
+        self._check_feasible_exists()
+        self.inflight: dict[Any, _InFlight] = {}
+        self.dup_waiting: dict[str, list[tuple[Any, tuple[int, int] | None, str | None]]] = {}
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.reference: list[Reference] = []
+        self.counted = 0
+        self.by_status: dict[str, int] = {}
+        self.idle_proposals = 0
+        self._front: int | None = None
+        self.started = time.monotonic()
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _check_feasible_exists(self) -> None:
+        c = self.cfg.constraints
+        if c.max_macs is None and c.max_params is None:
+            return
+        low = self.target_costs.summary()
+        if (c.max_macs is not None and c.max_macs < low["min_macs"]) or (
+            c.max_params is not None and c.max_params < low["min_params"]
+        ):
+            raise UserError(
+                f"{self.cfg.path or 'study'}: [constraints]: no placement of space {self.space.name!r} fits "
+                f"(cheapest: {low['min_macs']:,} MACs, fewest params: {low['min_params']:,} at {self.target_input})"
+            )
+
+    def _open_study(self) -> tuple[Any, bool]:
+        import optuna
+
+        self.storage = open_storage(self.storage_url, create=True)
+        created = False
+        try:
+            study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        except KeyError:
+            study = None
+        identity = self.cfg.identity()
+        if study is None:
+            study = optuna.create_study(
+                storage=self.storage, study_name=self.study_name, directions=self.cfg.directions, load_if_exists=True
+            )
+            study.set_metric_names(list(self.cfg.objectives))
+            study.set_user_attr("space", self.space.name)
+            study.set_user_attr("identity", identity)
+            study.set_user_attr("config", json.loads(json.dumps(self.cfg.to_dict(), default=str)))
+            study.set_user_attr("target_input", self.target_input)
+            study.set_user_attr("proxy_input", self.proxy_input)
+            study.set_user_attr("placement_search_version", __version__)
+            study.set_user_attr("groups", [g.name for g in self.space.groups])
+            seen = set()
+            for name, p in self.first:
+                key = canonical_key(p)
+                if key in seen:
+                    continue
+                seen.add(key)
+                study.enqueue_trial(self._params_of(p), user_attrs={"named": name})
+            created = True
+        else:
+            old = study.user_attrs.get("identity")
+            if old is not None and old != json.loads(json.dumps(identity)):
+                diff = [k for k in identity if json.loads(json.dumps(identity[k])) != old.get(k)]
+                raise UserError(
+                    f"study {self.study_name!r} in {self.storage_url} was created with a different "
+                    f"{', '.join(diff)}; its trials would not be comparable. Use --study-name for a new study"
+                )
+            if [d.name.lower() for d in study.directions] != self.cfg.directions:
+                raise UserError(f"study {self.study_name!r}: its objectives differ from {list(self.cfg.objectives)}")
+        self.study = study
+        self.study_id = study._study_id
+        return study, created
+
+    def _params_of(self, p: Placement) -> dict[str, str]:
+        out = {}
+        for g in self.space.groups:
+            i = self.space.group_choice_index(p, g)
+            if i is None:
+                raise UserError(f"placement {self.space.placement_string(p)!r} is outside space {self.space.name!r}")
+            out[g.name] = g.tokens[i]
+        return out
+
+    def _recover(self) -> int:
+        """Trials left RUNNING by a driver that died: FAIL them and queue their placements again."""
+        from optuna.trial import TrialState
+
+        n = 0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.storage.set_trial_user_attr(t._trial_id, "status", "driver_died")
+            self.storage.set_trial_user_attr(t._trial_id, "reason", "the driver stopped while this trial ran")
+            self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            if t.params:
+                ua = {"retry_of": t.number}
+                if t.user_attrs.get("named"):
+                    ua["named"] = t.user_attrs["named"]
+                self.study.enqueue_trial(t.params, user_attrs=ua)
+            n += 1
+        return n
+
+    def _build_mirror(self) -> None:
+        import optuna
+        from optuna.distributions import CategoricalDistribution
+        from optuna.trial import TrialState
+
+        self.dists: dict[str, Any] = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in self.space.groups}
+        self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=_sampler(self.cfg))
+        trials = self.study.get_trials(deepcopy=False)
+        finished = [t for t in trials if t.state.is_finished()]
+        self.mirror.add_trials(finished)
+        self.queue: deque[tuple[int, int, dict[str, Any], dict[str, Any]]] = deque()
+        for t in sorted(trials, key=lambda t: t.number):
+            if t.state == TrialState.WAITING:
+                params = t.system_attrs.get("fixed_params") or t.params
+                self.queue.append((t._trial_id, t.number, dict(params), dict(t.user_attrs)))
+        for t in finished:
+            status = trial_status(t)
+            self.by_status[status] = self.by_status.get(status, 0) + 1
+            if status in COUNTED:
+                self.counted += 1
+            key = self._key_of_attrs(t.user_attrs)
+            if key and status in FINAL and key not in self.outcomes:
+                self.outcomes[key] = {
+                    "number": t.number,
+                    "state": t.state,
+                    "values": t.values,
+                    "status": status,
+                    "user_attrs": dict(t.user_attrs),
+                    "system_attrs": {k: v for k, v in t.system_attrs.items() if k.startswith("constraints")},
+                }
+            self._add_reference(t.number, t.user_attrs, status)
+
+    @staticmethod
+    def _key_of_attrs(ua: dict[str, Any]) -> str | None:
+        p = ua.get("placement")
+        return json.dumps(p, sort_keys=True, separators=(",", ":")) if p else None
+
+    def _add_reference(self, number: int, ua: dict[str, Any], status: str) -> None:
+        if status in ("ok", "early_stopped") and ua.get("eval_curve") and ua.get("macs") is not None:
+            self.reference.append(Reference(number, int(ua["macs"]), {int(s): float(a) for s, a in ua["eval_curve"]}))
+
+    # -- Ray ----------------------------------------------------------------------------------
+    def _start_ray(self) -> None:
+        import logging
+
+        import ray
+
+        self._own_ray = False
+        if ray.is_initialized():
+            return
+        kw: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+        address = self.ray_address
+        if address in (None, "", "local"):
+            r = self.cfg.ray
+            kw.update(
+                address="local", num_cpus=r.num_cpus, num_gpus=r.num_gpus, object_store_memory=r.object_store_memory
+            )
+        else:
+            kw["address"] = address
+        try:
+            ray.init(**kw)
+        except ConnectionError as e:
+            raise UserError(f"--ray-address {address}: {str(e).splitlines()[0]}") from None
+        self._own_ray = True
+
+    def _slots(self) -> int:
+        import ray
+
+        r = self.cfg.resources
+        total = ray.cluster_resources()
+        n = int(total.get("CPU", 1) // r.cpus) if r.cpus else 1 << 30
+        if r.gpus:
+            gpus = total.get("GPU", 0)
+            if gpus < r.gpus:
+                raise UserError(
+                    f"[resources] gpus = {r.gpus} per trial, but the Ray cluster has {gpus:g} GPUs; "
+                    "set gpus = 0 to train on CPU"
+                )
+            n = min(n, int(gpus // r.gpus + 1e-9))
+        if r.max_concurrent:
+            n = min(n, r.max_concurrent)
+        if n < 1:
+            raise UserError(
+                f"[resources] cpus = {r.cpus} per trial, but the Ray cluster has {total.get('CPU', 0):g} CPUs"
+            )
+        return n
+
+    def _remote(self) -> Any:
+        import ray
+
+        from .worker import run_trial
+
+        if not hasattr(self, "_remote_fn"):
+            r = self.cfg.resources
+            opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0}
+            if r.memory_gb:
+                opts["memory"] = int(r.memory_gb * 2**30)
+            self._remote_fn = ray.remote(run_trial).options(**opts)
+        return self._remote_fn
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        quiet_optuna()
+        _, created = self._open_study()
+        recovered = self._recover()
+        self._build_mirror()
+        result = RunResult(self.study_name, self.storage_url, created, self.counted, self.target_trials)
+        result.recovered = recovered
+        self.on_event(
+            "open", {"created": created, "recovered": recovered, "counted": self.counted, "queued": len(self.queue)}
+        )
+        if self._done_reason() is None:
+            self._start_ray()
+            old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+            old_term = signal.signal(signal.SIGTERM, self._on_term)
+            try:
+                self._loop(result)
+            except (KeyboardInterrupt, _Interrupt):
+                self._cancel_all()
+                result.interrupted = True
+                result.stop_reason = "interrupted: running trials were cancelled and queued for the next run"
+            finally:
+                signal.signal(signal.SIGINT, old_int)
+                signal.signal(signal.SIGTERM, old_term)
+                if self._own_ray:
+                    import ray
+
+                    ray.shutdown()
+        else:
+            result.stop_reason = self._done_reason() or ""
+        result.counted = self.counted
+        result.by_status = dict(sorted(self.by_status.items()))
+        result.elapsed_s = time.monotonic() - self.started
+        self.on_event("end", asdict(result))
+        return result
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        raise _Interrupt()
+
+    def _done_reason(self) -> str | None:
+        if self.cfg.sampler == "families":
+            if not self.queue:
+                return "every placement of evaluate_first has been evaluated"
+        elif self.counted + len(self.inflight) >= self.target_trials:
+            return f"reached {self.target_trials} counted trials"
+        if self.timeout is not None and time.monotonic() - self.started >= self.timeout:
+            return f"time limit of {self.timeout:g} s reached"
+        if self.idle_proposals >= MAX_IDLE_PROPOSALS:
+            return (
+                f"the sampler proposed {MAX_IDLE_PROPOSALS} placements in a row that were already evaluated or "
+                "infeasible: the space (or its feasible part) looks exhausted"
+            )
+        if len(self.outcomes) + len(self.inflight) >= self.space.size:
+            return "every placement of the space has been evaluated"
+        return None
+
+    def _loop(self, result: RunResult) -> None:
+        import ray
+
+        slots = self._slots()
+        self.on_event("ray", {"slots": slots, "resources": ray.cluster_resources()})
+        stop: str | None = None
+        while True:
+            while stop is None and len(self.inflight) < slots:
+                stop = self._done_reason()
+                if stop is None:
+                    self._propose()
+            if stop is None:
+                stop = self._done_reason()
+            if not self.inflight:
+                break
+            ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
+            for gen in ready:
+                self._advance(gen)
+            self.on_event("tick", self.snapshot())
+        result.stop_reason = stop or ""
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "counted": self.counted,
+            "target": self.target_trials,
+            "running": len(self.inflight),
+            "by_status": dict(self.by_status),
+            "elapsed_s": time.monotonic() - self.started,
+            "timeout": self.timeout,
+            "pareto": self._pareto_size(),
+        }
+
+    def _pareto_size(self) -> int:
+        """Size of the current Pareto front of feasible completed trials (cached until one completes)."""
+        if self._front is None:
+            pts = [
+                tuple(v if d == "minimize" else -v for v, d in zip(o["values"], self.cfg.directions))
+                for o in self.outcomes.values()
+                if o["status"] == "ok" and all(c <= 0 for c in o["system_attrs"].get("constraints", []) or [])
+            ]
+            pts = sorted(set(pts))
+            front: list[tuple[float, ...]] = []
+            for p in pts:  # sorted: a point can only be dominated by an earlier one
+                if not any(all(a <= b for a, b in zip(q, p)) for q in front):
+                    front.append(p)
+            self._front = len(front)
+        return self._front
+
+    # -- proposing ----------------------------------------------------------------------------
+    def _propose(self) -> None:
+        rdb_waiting: tuple[int, int] | None = None
+        named = None
+        extra: dict[str, Any] = {}
+        if self.queue:
+            trial_id, number, params, ua = self.queue.popleft()
+            rdb_waiting = (trial_id, number)
+            named = ua.get("named")
+            if "retry_of" in ua:
+                extra["retry_of"] = ua["retry_of"]
+            self.mirror.enqueue_trial(params)
+        mt = self.mirror.ask(self.dists)
+        placement = self.space.from_group_tokens({g: str(v) for g, v in mt.params.items()}, "sampled placement")
+        key = canonical_key(placement)
+        if named:
+            extra["named"] = named
+        costs = self._costs(placement)
+        if key in self.outcomes:
+            self._record_reused(mt, rdb_waiting, key, costs, extra)
+            return
+        if any(fl.key == key for fl in self.inflight.values()):
+            self.dup_waiting.setdefault(key, []).append((mt, rdb_waiting, named))
+            self.idle_proposals += 1
+            return
+        violations = self._violations(costs)
+        if any(v > 0 for v in violations.values()):
+            self._record_infeasible(mt, rdb_waiting, key, costs, violations, extra)
+            return
+        self.idle_proposals = 0
+        self._dispatch(mt, rdb_waiting, key, placement, costs, violations, extra)
+
+    def _costs(self, p: Placement) -> dict[str, Any]:
+        macs, params = self.target_costs.cost(p)
+        pmacs, _ = self.proxy_costs.cost(p)
+        return {
+            "placement": p.to_dict(),
+            "placement_string": self.space.placement_string(p),
+            "params": int(params),
+            "macs": int(macs),
+            "flops": 2 * int(macs),
+            "proxy_macs": int(pmacs),
+            "proxy_flops": 2 * int(pmacs),
+            "target_input": self.target_input,
+            "proxy_input": self.proxy_input,
+        }
+
+    def _violations(self, costs: dict[str, Any]) -> dict[str, float]:
+        c = self.cfg.constraints
+        out = {}
+        if c.max_macs is not None:
+            out["max_macs"] = (costs["macs"] - c.max_macs) / c.max_macs
+        if c.max_params is not None:
+            out["max_params"] = (costs["params"] - c.max_params) / c.max_params
+        return out
+
+    def _values(self, accuracy: float, costs: dict[str, Any]) -> list[float]:
+        m = {
+            "accuracy": accuracy,
+            "macs": costs["macs"],
+            "params": costs["params"],
+            "latency_ms": costs.get("latency_ms"),
+        }
+        return [float(m[o]) for o in self.cfg.objectives]
+
+    # -- writing trials ---------------------------------------------------------------------
+    def _mirror_frozen(self, mt: Any) -> Any:
+        return self.mirror.get_trials(deepcopy=False)[mt.number]
+
+    def _write_new(
+        self,
+        mt: Any,
+        rdb_waiting: tuple[int, int] | None,
+        state: Any,
+        values: list[float] | None,
+        user_attrs: dict[str, Any],
+    ) -> tuple[int, int]:
+        """Write a trial to the storage in one transaction: a new row, or the WAITING row it came from."""
+        from optuna.trial import FrozenTrial, TrialState
+
+        frozen = self._mirror_frozen(mt)
+        system_attrs = {k: v for k, v in frozen.system_attrs.items() if k != "fixed_params"}
+        if rdb_waiting is None:
+            now = _now()
+            template = FrozenTrial(
+                number=0,
+                state=state,
+                value=None,
+                values=values,
+                datetime_start=now,
+                datetime_complete=now if state != TrialState.RUNNING else None,
+                params=dict(mt.params),
+                distributions=dict(self.dists),
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
+                intermediate_values={},
+                trial_id=0,
+            )
+            trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+            number = self.storage.get_trial_number_from_id(trial_id)
+            return trial_id, number
+        trial_id, number = rdb_waiting
+        self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        for name, value in mt.params.items():
+            dist = self.dists[name]
+            self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
+        if state == TrialState.RUNNING:
+            self._finish_row(trial_id, None, user_attrs, system_attrs, None)
+        else:
+            self._finish_row(trial_id, state, user_attrs, system_attrs, values)
+        return trial_id, number
+
+    def _finish_row(
+        self,
+        trial_id: int,
+        state: Any,
+        user_attrs: dict[str, Any],
+        system_attrs: dict[str, Any],
+        values: list[float] | None,
+    ) -> None:
+        """Attributes (and the final state) of a trial in one transaction where the storage allows."""
+        if state is not None and not _one_transaction(self.storage, trial_id, user_attrs, system_attrs, state, values):
+            for k, v in user_attrs.items():
+                self.storage.set_trial_user_attr(trial_id, k, v)
+            for k, v in system_attrs.items():
+                self.storage.set_trial_system_attr(trial_id, k, v)
+            self.storage.set_trial_state_values(trial_id, state, values)
+        elif state is None:
+            for k, v in user_attrs.items():
+                self.storage.set_trial_user_attr(trial_id, k, v)
+            for k, v in system_attrs.items():
+                self.storage.set_trial_system_attr(trial_id, k, v)
+
+    def _count(self, status: str, number: int, key: str | None, outcome: dict[str, Any] | None) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if status in COUNTED:
+            self.counted += 1
+        if key and outcome and status in FINAL and key not in self.outcomes:
+            self.outcomes[key] = outcome
+            self._front = None
+
+    def _record_reused(
+        self, mt: Any, rdb_waiting: tuple[int, int] | None, key: str, costs: dict[str, Any], extra: dict[str, Any]
+    ) -> None:
+        from optuna.trial import TrialState
+
+        src = self.outcomes[key]
+        self.idle_proposals += 1
+        transient = ("retry_of", "named", "attempts", "reused_from", "reused_status")
+        ua = {k: v for k, v in src["user_attrs"].items() if k not in transient}
+        ua.update(extra, status="reused", reused_from=src["number"], reused_status=src["status"])
+        constraints = src["system_attrs"].get("constraints") or []
+        for name, v in zip(src["user_attrs"].get("constraint_names", []), constraints):
+            mt.set_constraint(name, float(v))
+        state = src["state"]
+        values = src["values"] if state == TrialState.COMPLETE else None
+        self._tell_mirror(mt, state, values)
+        _, number = self._write_new(mt, rdb_waiting, state, values, ua)
+        self.by_status["reused"] = self.by_status.get("reused", 0) + 1
+        self.on_event("reused", {"number": number, "from": src["number"], "placement": ua.get("placement_string")})
+
+    def _set_constraints(self, mt: Any, violations: dict[str, float]) -> dict[str, Any]:
+        for name, v in violations.items():
+            mt.set_constraint(name, float(v))
+        return {"constraint_names": list(violations)} if violations else {}
+
+    def _tell_mirror(self, mt: Any, state: Any, values: list[float] | None) -> None:
+        from optuna.trial import TrialState
+
+        if state == TrialState.COMPLETE:
+            self.mirror.tell(mt, values)
+        else:
+            self.mirror.tell(mt, state=state)
+
+    def _record_infeasible(
+        self,
+        mt: Any,
+        rdb_waiting: tuple[int, int] | None,
+        key: str,
+        costs: dict[str, Any],
+        violations: dict[str, float],
+        extra: dict[str, Any],
+    ) -> None:
+        from optuna.trial import TrialState
+
+        self.idle_proposals += 1
+        over = [k for k, v in violations.items() if v > 0]
+        c = self.cfg.constraints
+        reason = "; ".join(
+            f"{k.removeprefix('max_')} {costs[k.removeprefix('max_')]:,} over {k} {getattr(c, k):,}" for k in over
+        )
+        ua = {**costs, **extra, **self._set_constraints(mt, violations), "status": "infeasible", "reason": reason}
+        self._tell_mirror(mt, TrialState.PRUNED, None)
+        _, number = self._write_new(mt, rdb_waiting, TrialState.PRUNED, None, ua)
+        self._count("infeasible", number, key, self._outcome(number, TrialState.PRUNED, None, ua, mt))
+        self.on_event("infeasible", {"number": number, "placement": costs["placement_string"], "reason": reason})
+
+    def _outcome(self, number: int, state: Any, values: Any, ua: dict[str, Any], mt: Any) -> dict[str, Any]:
+        frozen = self._mirror_frozen(mt)
+        return {
+            "number": number,
+            "state": state,
+            "values": values,
+            "status": ua["status"],
+            "user_attrs": dict(ua),
+            "system_attrs": {k: v for k, v in frozen.system_attrs.items() if k.startswith("constraints")},
+        }
+
+    def _dispatch(
+        self,
+        mt: Any,
+        rdb_waiting: tuple[int, int] | None,
+        key: str,
+        placement: Placement,
+        costs: dict[str, Any],
+        violations: dict[str, float],
+        extra: dict[str, Any],
+    ) -> None:
+        from optuna.trial import TrialState
+
+        cfg = self.cfg
+        budget = asdict(cfg.proxy)
+        budget["threads"] = max(1, int(cfg.resources.cpus))
+        ua = {
+            **costs,
+            **extra,
+            **self._set_constraints(mt, violations),
+            "status": "running",
+            "proxy_budget": {k: v for k, v in budget.items() if k not in ("threads", "log_every")},
+        }
+        trial_id, number = self._write_new(mt, rdb_waiting, TrialState.RUNNING, None, ua)
+        spec: dict[str, Any] = {
+            "space": cfg.space,
+            "placement": costs["placement"],
+            "data": asdict(cfg.data),
+            "proxy": budget,
+            "target": asdict(cfg.target),
+            "macs": costs["macs"],
+            "fault": self.faults.get(costs["placement_string"]),
+        }
+        if cfg.needs_latency:
+            spec["latency"] = {
+                "input_shape": list(self.target_costs.input_shape),
+                "max_ms": cfg.constraints.max_latency_ms,
+            }
+        es = cfg.early_stopping
+        if es.enabled and cfg.proxy.eval_every:
+            spec["early_stopping"] = {
+                "margin": es.margin,
+                "min_trials": es.min_trials,
+                "min_dominating": es.min_dominating,
+                "reference": [
+                    {"trial": r.trial, "macs": r.macs, "curve": {str(s): a for s, a in r.curve.items()}}
+                    for r in self.reference
+                ],
+            }
+        fl = _InFlight(number, trial_id, mt, key, placement, costs, spec, named=extra.get("named"))
+        fl.info["ua0"] = ua
+        self._submit(fl)
+        self.on_event("start", {"number": number, "placement": costs["placement_string"], "macs": costs["macs"]})
+
+    def _submit(self, fl: _InFlight) -> None:
+        fl.gen = self._remote().remote(fl.spec)
+        fl.started = time.monotonic()
+        fl.curve = []
+        self.inflight[fl.gen] = fl
+
+    # -- results ------------------------------------------------------------------------------
+    def _advance(self, gen: Any) -> None:
+        import ray
+
+        fl = self.inflight[gen]
+        try:
+            ref = next(gen)
+            event = ray.get(ref)
+        except StopIteration:
+            self._conclude(fl, None)
+            return
+        except Exception as e:  # a Ray error: the worker died, or the trial's code raised
+            name = type(e).__name__
+            if any(c.__name__ in _WORKER_DEATH for c in type(e).__mro__):
+                del self.inflight[gen]
+                if fl.attempt <= self.cfg.resources.retries:
+                    fl.attempt += 1
+                    self.on_event("retry", {"number": fl.number, "attempt": fl.attempt, "error": name})
+                    self._submit(fl)
+                else:
+                    self.inflight[gen] = fl
+                    self._conclude(
+                        fl,
+                        {
+                            "status": "worker_died",
+                            "reason": f"the Ray worker died ({name}) in all {fl.attempt} attempts",
+                        },
+                    )
+                return
+            cause = getattr(e, "cause", None) or e
+            text = str(cause).strip().splitlines()
+            reason = f"{type(cause).__name__}: {text[-1] if text else ''}"[:500]
+            self._conclude(fl, {"status": "failed", "reason": reason})
+            return
+        kind = event.get("event")
+        if kind == "started":
+            fl.info.update(host=event["host"])
+        elif kind == "latency":
+            fl.costs["latency_ms"] = event["latency_ms"]
+            fl.info["latency_device"] = event["device"]
+        elif kind == "eval":
+            fl.curve.append((int(event["step"]), float(event["accuracy"])))
+            self.on_event("eval", {"number": fl.number, "step": event["step"], "accuracy": event["accuracy"]})
+        elif kind in ("result", "infeasible"):
+            fl.info["final"] = event
+
+    def _conclude(self, fl: _InFlight, failure: dict[str, Any] | None) -> None:
+        """Record a dispatched trial's end (one transaction) and tell the mirror."""
+        from optuna.trial import TrialState
+
+        self.inflight.pop(fl.gen, None)
+        final: dict[str, Any] = fl.info.get("final") or {}
+        ua: dict[str, Any] = {"wall_time_s": round(time.monotonic() - fl.started, 3), "host": fl.info.get("host")}
+        if fl.attempt > 1:
+            ua["attempts"] = fl.attempt
+        system_attrs: dict[str, Any] = {}
+        values = None
+        if "latency_ms" in fl.costs:
+            ua["latency_ms"] = fl.costs["latency_ms"]
+            ua["latency_device"] = fl.info.get("latency_device")
+            max_ms = self.cfg.constraints.max_latency_ms
+            if max_ms is not None:
+                v = (fl.costs["latency_ms"] - max_ms) / max_ms
+                fl.mirror.set_constraint("max_latency_ms", v)
+                ua["constraint_names"] = list(fl.info["ua0"].get("constraint_names", [])) + ["max_latency_ms"]
+        if failure is None and not final:
+            failure = {"status": "failed", "reason": "the worker ended without a result"}
+        if failure is not None:
+            status, state = failure["status"], TrialState.FAIL
+            ua["reason"] = failure["reason"]
+        elif final["event"] == "infeasible":
+            status, state = "infeasible", TrialState.PRUNED
+            ua["reason"] = final["reason"]
+        else:
+            r = final["result"]
+            ua.update(
+                accuracy=r["accuracy"],
+                top5=r["top5"],
+                eval_curve=r["eval_curve"],
+                loss_curve=r["loss_curve"],
+                per_class_accuracy=r["per_class_accuracy"],
+                steps_done=r["steps_done"],
+                clips_per_s=round(r["clips_per_s"], 2),
+                train_time_s=round(r["train_time_s"], 3),
+                device=r["device"],
+                precision=r["precision"],
+            )
+            if r["status"] == "ok":
+                status, state = "ok", TrialState.COMPLETE
+                values = self._values(r["accuracy"], fl.costs)
+            elif r["status"] == "stopped":
+                status, state = "early_stopped", TrialState.PRUNED
+                ua["stopped_by"] = final.get("stopped_by", [])
+                ua["reason"] = (
+                    f"stopped at step {r['steps_done']}: trials {final.get('stopped_by')} cost no more and were "
+                    f">= {self.cfg.early_stopping.margin:.0%} more accurate at that step"
+                )
+            else:
+                status, state = r["status"], TrialState.FAIL
+                ua["reason"] = r["reason"]
+        ua["status"] = status
+        frozen_sys = self._mirror_frozen(fl.mirror).system_attrs
+        if "constraints" in frozen_sys:
+            system_attrs["constraints"] = frozen_sys["constraints"]
+        self._finish_row(fl.trial_id, state, ua, system_attrs, values)
+        self._tell_mirror(fl.mirror, state, values)
+        full_ua = {**fl.info["ua0"], **ua}
+        self._count(status, fl.number, fl.key, self._outcome(fl.number, state, values, full_ua, fl.mirror))
+        self._add_reference(fl.number, full_ua, status)
+        self.on_event(
+            "end_trial",
+            {
+                "number": fl.number,
+                "status": status,
+                "placement": fl.costs["placement_string"],
+                "accuracy": ua.get("accuracy"),
+                "macs": fl.costs["macs"],
+                "wall_time_s": ua["wall_time_s"],
+                "reason": ua.get("reason"),
+            },
+        )
+        # duplicates proposed while this one ran
+        for mt, rdb_waiting, named in self.dup_waiting.pop(fl.key, []):
+            extra = {"named": named} if named else {}
+            if fl.key in self.outcomes:
+                self._record_reused(mt, rdb_waiting, fl.key, fl.costs, extra)
+            else:  # it failed: train the duplicate after all
+                self._dispatch(mt, rdb_waiting, fl.key, fl.placement, dict(fl.costs), self._violations(fl.costs), extra)
+
+    def _cancel_all(self) -> None:
+        """Ctrl-C / SIGTERM: cancel running trials, record them, queue them for the next run."""
+        import ray
+        from optuna.trial import TrialState
+
+        for gen, fl in list(self.inflight.items()):
+            try:
+                ray.cancel(gen, force=True)
+            except Exception:
+                pass
+            ua = {"status": "interrupted", "reason": "cancelled by the user (Ctrl-C or SIGTERM)"}
+            try:
+                self._finish_row(fl.trial_id, TrialState.FAIL, ua, {}, None)
+                self.study.enqueue_trial(
+                    dict(fl.mirror.params),
+                    user_attrs={"retry_of": fl.number, **({"named": fl.named} if fl.named else {})},
+                )
+            except Exception:
+                pass  # left RUNNING: the next run recovers it
+            self.by_status["interrupted"] = self.by_status.get("interrupted", 0) + 1
+        self.inflight.clear()
+        self.dup_waiting.clear()  # their WAITING rows (if any) stay WAITING: the next run takes them
+
+
+def _one_transaction(
+    storage: Any, trial_id: int, user_attrs: dict[str, Any], system_attrs: dict[str, Any], state: Any, values: Any
+) -> bool:
+    """Finish a trial in one SQL transaction (Optuna's RDB storage commits each attribute on its
+    own). Returns False where this storage's internals are not the ones expected; the caller
+    then uses the public, one-commit-per-attribute API."""
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import RDBStorage, _create_scoped_session
+    except ImportError:
+        return False
+    rdb = getattr(storage, "_backend", storage)
+    if not isinstance(rdb, RDBStorage) or not hasattr(rdb, "_set_trial_attr_without_commit"):
+        return False
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        for k, v in user_attrs.items():
+            rdb._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, k, v)
+        for k, v in system_attrs.items():
+            rdb._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel, trial_id, k, v)
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        rdb.check_trial_is_updatable(trial_id, trial.state)  # type: ignore[arg-type]
+        for i, v in enumerate(values or []):
+            if not math.isfinite(v):
+                raise ValueError(f"objective {i} is {v}")
+            rdb._set_trial_value_without_commit(session, trial, i, v)
+        trial.state = state
+        trial.datetime_complete = _now()
+    return True

@@ -1,0 +1,175 @@
+"""Study storage: any SQLAlchemy URL Optuna accepts (SQLite by default, PostgreSQL for teams),
+and the read-only views behind ``status``, ``studies`` and ``pareto``.
+
+Everything a trial records lives in plain Optuna trial attributes, so ``optuna.load_study``
+and optuna-dashboard show it without this package.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .config import check_storage_url
+
+__all__ = ["open_storage", "pareto_rows", "study_status", "study_summaries"]
+
+#: statuses of finished trials that used up part of the trial budget
+COUNTED = ("ok", "early_stopped", "diverged", "out_of_memory", "failed", "worker_died")
+#: outcomes that are final for a placement (the same placement is not trained again)
+FINAL = ("ok", "early_stopped", "diverged", "out_of_memory", "infeasible")
+
+
+def quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def open_storage(url: str, *, create: bool) -> Any:
+    """An Optuna storage for ``url``.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///file.db``, ``postgresql+psycopg2://user@host/db``).
+        create: create a missing SQLite file (and its folder); else a missing file is an error,
+            so that a typo in a read-only command does not create an empty database.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    quiet_optuna()
+    url = check_storage_url(url)
+    engine_kwargs: dict[str, Any] = {}
+    path = _sqlite_path(url)
+    if path is not None:
+        if not create and not path.is_file():
+            raise UserError(f"--storage: no such SQLite file {path} (from {url})")
+        if create:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"--storage: cannot create the folder of {path}: {e}") from None
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+        raise UserError(f"--storage: cannot open {url}: {str(e).splitlines()[0]}") from None
+    except ModuleNotFoundError as e:
+        raise UserError(f"--storage: {url} needs the database driver {e.name!r}: pip install {e.name}") from None
+    except RuntimeError as e:  # schema version mismatch
+        raise UserError(f"--storage: {url}: {str(e).splitlines()[0]}") from None
+    return optuna.storages.get_storage(rdb)
+
+
+def load_study(storage: Any, name: str) -> Any:
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise UserError(
+            f"--study: no study {name!r} in this storage"
+            + (f"; studies: {', '.join(names)}" if names else " (it is empty)")
+        ) from None
+
+
+def trial_status(t: Any) -> str:
+    from optuna.trial import TrialState
+
+    s = t.user_attrs.get("status")
+    if t.state == TrialState.RUNNING:
+        return "running"
+    if t.state == TrialState.WAITING:
+        return "waiting"
+    if s and s != "running":
+        return str(s)
+    return {TrialState.COMPLETE: "ok", TrialState.PRUNED: "early_stopped", TrialState.FAIL: "failed"}[t.state]
+
+
+def _iso(d: _dt.datetime | None) -> str | None:
+    return d.isoformat(timespec="seconds") if d else None
+
+
+def study_status(study: Any) -> dict[str, Any]:
+    """Counts by outcome, Pareto size, best accuracy, times."""
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for t in trials:
+        s = trial_status(t)
+        counts[s] = counts.get(s, 0) + 1
+    cfg = study.user_attrs.get("config", {})
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    best = pareto_rows(study)
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    return {
+        "study": study.study_name,
+        "space": study.user_attrs.get("space"),
+        "objectives": [{"name": n, "direction": d.name.lower()} for n, d in zip(names, study.directions)],
+        "trials": len(trials),
+        "counted": sum(counts.get(s, 0) for s in COUNTED),
+        "target_trials": cfg.get("trials"),
+        "by_status": dict(sorted(counts.items())),
+        "pareto_size": len(best),
+        "best_accuracy": max((r["accuracy"] for r in best), default=None),
+        "first_start": _iso(min(starts, default=None)),
+        "last_update": _iso(max(ends + starts, default=None)),
+    }
+
+
+def study_summaries(storage: Any) -> list[dict[str, Any]]:
+    import optuna
+
+    out = []
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        out.append(
+            {
+                "study": s.study_name,
+                "space": s.user_attrs.get("space"),
+                "directions": [d.name.lower() for d in s.directions],
+                "trials": s.n_trials,
+                "started": _iso(s.datetime_start),
+            }
+        )
+    return out
+
+
+def pareto_rows(study: Any) -> list[dict[str, Any]]:
+    """The Pareto-optimal feasible trials, cheapest first."""
+    names = study.metric_names or []
+    rows = []
+    for t in study.best_trials:
+        ua = t.user_attrs
+        row = {
+            "trial": t.number,
+            "placement": ua.get("placement_string"),
+            "accuracy": t.values[names.index("accuracy")] if "accuracy" in names else ua.get("accuracy"),
+            "macs": ua.get("macs"),
+            "flops": ua.get("flops"),
+            "params": ua.get("params"),
+            "named": ua.get("named"),
+            "latency_ms": ua.get("latency_ms"),
+            "status": trial_status(t),
+            "placement_json": ua.get("placement"),
+        }
+        rows.append(row)
+    rows.sort(key=lambda r: (r["macs"] if r["macs"] is not None else float("inf"), -(r["accuracy"] or 0)))
+    return rows

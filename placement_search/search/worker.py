@@ -1,0 +1,172 @@
+"""What a Ray worker runs for one trial: build the placement, (measure latency,) train the
+proxy, and stream events back to the driver.
+
+:func:`run_trial` is a plain generator (the driver wraps it in ``ray.remote``), so it can be
+tested and used without Ray. Events are small dicts:
+
+* ``{"event": "started", "host", "pid", "device"}``
+* ``{"event": "latency", "latency_ms", "device"}`` when latency is an objective or a constraint;
+  a latency over budget ends the trial here with ``{"event": "infeasible", ...}``
+* ``{"event": "eval", "step", "accuracy"}`` at each intermediate evaluation
+* ``{"event": "result", "result": TrainResult.to_dict(), "stopped_by": [...]}`` last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["run_trial"]
+
+_SPACES: dict[str, Any] = {}
+_DATA: dict[str, Any] = {}
+
+
+def _space(spec: str) -> Any:
+    from ..space import load_space
+
+    if spec not in _SPACES:
+        _SPACES[spec] = load_space(spec)
+    return _SPACES[spec]
+
+
+def make_trial_data(cfg: dict[str, Any]) -> Any:
+    """The :class:`ClipData` of a study's ``[data]`` table (kept per worker process)."""
+    key = json.dumps(cfg, sort_keys=True)
+    if key in _DATA:
+        return _DATA[key]
+    if cfg["source"] == "synthetic":
+        from ..data.synthetic import SyntheticConfig, SyntheticMotion
+
+        data: Any = SyntheticMotion(
+            SyntheticConfig(
+                frames=cfg["frames"],
+                size=cfg["size"],
+                seed=cfg["seed"],
+                difficulty=cfg["difficulty"],
+                eval_clips=cfg["eval_clips"],
+            )
+        )
+    else:
+        from ..data.video import video_clip_data
+
+        data = video_clip_data(
+            cfg["source"],
+            cfg["val"],
+            frames=cfg["frames"],
+            size=cfg["size"],
+            stride=cfg["stride"],
+            root=cfg["root"],
+            resize_to=cfg["resize_to"],
+            fps=cfg["fps"],
+            max_frames=cfg["max_frames"],
+            cache=cfg["cache"],
+            cache_dir=cfg["cache_dir"],
+            val_fraction=cfg["val_fraction"],
+            split_seed=cfg["split_seed"],
+            decode_workers=cfg["decode_workers"],
+        )
+    _DATA.clear()  # one data set per worker process at a time
+    _DATA[key] = data
+    return data
+
+
+def _fault(spec: dict[str, Any], what: str) -> bool:
+    return spec.get("fault") == what
+
+
+def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Run one trial (see the module docstring for the events)."""
+    import torch
+
+    from ..placement import Placement
+    from ..train import ProxyBudget, train_proxy
+    from .early_stop import Reference, should_stop
+
+    if _fault(spec, "kill"):  # test hook: a worker that dies (as on an OOM kill or a lost node)
+        os.kill(os.getpid(), 9)
+    if _fault(spec, "raise"):
+        raise RuntimeError("injected failure (test hook)")
+    space = _space(spec["space"])
+    placement = Placement.from_dict(spec["placement"], "trial placement")
+    budget_kw = dict(spec["proxy"])
+    if _fault(spec, "diverge"):
+        budget_kw["lr"] = budget_kw["lr"] * 1e12
+    budget = ProxyBudget(**budget_kw)
+    data = make_trial_data(spec["data"])
+    yield {"event": "started", "host": socket.gethostname(), "pid": os.getpid(), "device": budget.device}
+
+    if spec.get("latency"):
+        from ..devices import resolve_device
+        from ..latency import measure_latency
+
+        if budget.threads:
+            torch.set_num_threads(budget.threads)
+        dev = str(resolve_device(budget.device))
+        model = space.build(placement, num_classes=spec["target"]["num_classes"])
+        lat = measure_latency(model, spec["latency"]["input_shape"], device=dev, runs=spec["latency"].get("runs", 10))
+        del model
+        yield {"event": "latency", "latency_ms": lat.median_ms, "device": lat.device}
+        max_ms = spec["latency"].get("max_ms")
+        if max_ms is not None and lat.median_ms > max_ms:
+            yield {
+                "event": "infeasible",
+                "latency_ms": lat.median_ms,
+                "reason": f"latency {lat.median_ms:.2f} ms on {lat.device} over max_latency_ms {max_ms}",
+            }
+            return
+
+    es = spec.get("early_stopping")
+    reference = (
+        [Reference(r["trial"], r["macs"], {int(k): v for k, v in r["curve"].items()}) for r in es["reference"]]
+        if es
+        else []
+    )
+    events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    stopped_by: list[int] = []
+
+    def callback(step: int, ev: Any) -> bool:
+        if step >= budget.steps:
+            return False  # the final evaluation
+        events.put({"event": "eval", "step": step, "accuracy": ev.top1})
+        if es:
+            dom = should_stop(
+                step,
+                ev.top1,
+                spec["macs"],
+                reference,
+                margin=es["margin"],
+                min_trials=es["min_trials"],
+                min_dominating=es["min_dominating"],
+            )
+            if dom:
+                stopped_by.extend(dom)
+                return True
+        return False
+
+    def factory() -> Any:
+        return space.build(placement, num_classes=data.num_classes)
+
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            out["result"] = train_proxy(factory, data, budget, callback=callback)
+        except BaseException as e:  # a UserError from the trainer: report it, do not hang
+            out["error"] = e
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=work, name="proxy-train", daemon=True)
+    thread.start()
+    while (item := events.get()) is not None:
+        yield item
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    yield {"event": "result", "result": out["result"].to_dict(), "stopped_by": stopped_by}
