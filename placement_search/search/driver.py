@@ -92,7 +92,7 @@ class _Interrupt(Exception):
     pass
 
 
-def _sampler(cfg: StudyConfig) -> Any:
+def _sampler(cfg: StudyConfig, seed: int) -> Any:
     import optuna
 
     opts = dict(cfg.sampler_options)
@@ -100,18 +100,18 @@ def _sampler(cfg: StudyConfig) -> Any:
     if s == "tpe":
         opts.setdefault("multivariate", True)
         opts.setdefault("constant_liar", True)
-        return optuna.samplers.TPESampler(seed=cfg.seed, **opts)
+        return optuna.samplers.TPESampler(seed=seed, **opts)
     if s in ("nsga2", "nsga3"):
         mutation = opts.pop("mutation_prob", None)
         cls = optuna.samplers.NSGAIISampler if s == "nsga2" else optuna.samplers.NSGAIIISampler
-        return cls(seed=cfg.seed, mutation_prob=mutation, **opts)
+        return cls(seed=seed, mutation_prob=mutation, **opts)
     if s == "gp":
         try:
             import scipy  # noqa: F401
         except ModuleNotFoundError:
             raise UserError("sampler 'gp' needs scipy: pip install scipy") from None
-        return optuna.samplers.GPSampler(seed=cfg.seed, **opts)
-    return optuna.samplers.RandomSampler(seed=cfg.seed)
+        return optuna.samplers.GPSampler(seed=seed, **opts)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def _data_classes(cfg: StudyConfig) -> int:
@@ -140,7 +140,10 @@ class SearchDriver:
         timeout: stop proposing after this many seconds of this run; running trials finish.
         ray_address: ``None``/``"local"``: a new local Ray instance; ``"auto"`` or an address: join.
         on_event: called with ``(kind, info)`` for progress displays.
-        faults: test hook, placement string -> ``raise`` | ``diverge`` | ``kill``.
+        faults: test hook, placement string -> ``raise`` | ``diverge`` | ``kill`` (default: the JSON
+            object in ``$PLACEMENT_SEARCH_FAULTS``).
+        trial_fn: what a Ray task runs for a trial (default :func:`.worker.run_trial`): a generator
+            taking the trial's spec and yielding events; benchmarks pass one that returns at once.
     """
 
     def __init__(
@@ -154,7 +157,9 @@ class SearchDriver:
         ray_address: str | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         faults: dict[str, str] | None = None,
+        trial_fn: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
+        self.trial_fn = trial_fn
         self.cfg = cfg
         self.storage_url = storage or cfg.storage
         self.study_name = check_study_name(study_name or cfg.name, "--study-name")
@@ -277,8 +282,11 @@ class SearchDriver:
         from optuna.trial import TrialState
 
         self.dists: dict[str, Any] = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in self.space.groups}
-        self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=_sampler(self.cfg))
         trials = self.study.get_trials(deepcopy=False)
+        # a resumed study must not replay the first run's random draws: the seed moves on with
+        # the study's size (a fresh study with a given seed is reproducible, and so is a resume)
+        seed = (self.cfg.seed + 7919 * len(trials)) % 2**32
+        self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=_sampler(self.cfg, seed))
         finished = [t for t in trials if t.state.is_finished()]
         self.mirror.add_trials(finished)
         self.queue: deque[tuple[int, int, dict[str, Any], dict[str, Any]]] = deque()
@@ -299,7 +307,7 @@ class SearchDriver:
                     "values": t.values,
                     "status": status,
                     "user_attrs": dict(t.user_attrs),
-                    "system_attrs": {k: v for k, v in t.system_attrs.items() if k.startswith("constraints")},
+                    "system_attrs": {k: v for k, v in t.system_attrs.items() if k.startswith("constraints:")},
                 }
             self._add_reference(t.number, t.user_attrs, status)
 
@@ -364,11 +372,12 @@ class SearchDriver:
         from .worker import run_trial
 
         if not hasattr(self, "_remote_fn"):
+            fn = self.trial_fn or run_trial
             r = self.cfg.resources
             opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0}
             if r.memory_gb:
                 opts["memory"] = int(r.memory_gb * 2**30)
-            self._remote_fn = ray.remote(run_trial).options(**opts)
+            self._remote_fn = ray.remote(fn).options(**opts)
         return self._remote_fn
 
     # -- the loop -----------------------------------------------------------------------------
@@ -465,7 +474,7 @@ class SearchDriver:
             pts = [
                 tuple(v if d == "minimize" else -v for v, d in zip(o["values"], self.cfg.directions))
                 for o in self.outcomes.values()
-                if o["status"] == "ok" and all(c <= 0 for c in o["system_attrs"].get("constraints", []) or [])
+                if o["status"] == "ok" and all(c <= 0 for c in o["system_attrs"].values())
             ]
             pts = sorted(set(pts))
             front: list[tuple[float, ...]] = []
@@ -626,9 +635,8 @@ class SearchDriver:
         transient = ("retry_of", "named", "attempts", "reused_from", "reused_status")
         ua = {k: v for k, v in src["user_attrs"].items() if k not in transient}
         ua.update(extra, status="reused", reused_from=src["number"], reused_status=src["status"])
-        constraints = src["system_attrs"].get("constraints") or []
-        for name, v in zip(src["user_attrs"].get("constraint_names", []), constraints):
-            mt.set_constraint(name, float(v))
+        for k, v in src["system_attrs"].items():  # "constraints:<name>", as Optuna stores them
+            mt.set_constraint(k.split(":", 1)[1], float(v))
         state = src["state"]
         values = src["values"] if state == TrialState.COMPLETE else None
         self._tell_mirror(mt, state, values)
@@ -639,7 +647,7 @@ class SearchDriver:
     def _set_constraints(self, mt: Any, violations: dict[str, float]) -> dict[str, Any]:
         for name, v in violations.items():
             mt.set_constraint(name, float(v))
-        return {"constraint_names": list(violations)} if violations else {}
+        return {}
 
     def _tell_mirror(self, mt: Any, state: Any, values: list[float] | None) -> None:
         from optuna.trial import TrialState
@@ -680,7 +688,7 @@ class SearchDriver:
             "values": values,
             "status": ua["status"],
             "user_attrs": dict(ua),
-            "system_attrs": {k: v for k, v in frozen.system_attrs.items() if k.startswith("constraints")},
+            "system_attrs": {k: v for k, v in frozen.system_attrs.items() if k.startswith("constraints:")},
         }
 
     def _dispatch(
@@ -806,7 +814,6 @@ class SearchDriver:
             if max_ms is not None:
                 v = (fl.costs["latency_ms"] - max_ms) / max_ms
                 fl.mirror.set_constraint("max_latency_ms", v)
-                ua["constraint_names"] = list(fl.info["ua0"].get("constraint_names", [])) + ["max_latency_ms"]
         if failure is None and not final:
             failure = {"status": "failed", "reason": "the worker ended without a result"}
         if failure is not None:
@@ -844,8 +851,7 @@ class SearchDriver:
                 ua["reason"] = r["reason"]
         ua["status"] = status
         frozen_sys = self._mirror_frozen(fl.mirror).system_attrs
-        if "constraints" in frozen_sys:
-            system_attrs["constraints"] = frozen_sys["constraints"]
+        system_attrs.update({k: v for k, v in frozen_sys.items() if k.startswith("constraints:")})
         self._finish_row(fl.trial_id, state, ua, system_attrs, values)
         self._tell_mirror(fl.mirror, state, values)
         full_ua = {**fl.info["ua0"], **ua}

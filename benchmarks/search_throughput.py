@@ -1,0 +1,322 @@
+"""The search driver's sustained ask+tell rate in a study that already holds 1,000 trials.
+
+A study of the ``inception`` space (11 decisions, 7.3M placements; compute at 64 x 224 x 224,
+proxy clips 8 x 32 x 32) with a MACs budget that every placement meets (so each trial carries
+a constraint, as in a budgeted search), multi-objective (accuracy up, MACs down), the driver's
+default sampler (multivariate TPE on its in-memory mirror), early stopping on (the default,
+so each dispatch carries the reference curves), on a SQLite file.
+
+1. The driver creates the study and runs 2 no-op trials (this also starts the 2 Ray workers).
+   Their stored attributes are the template for the pre-fill.
+2. Pre-fill: 998 more finished trials, written with ``study.add_trials`` (distinct random
+   placements, the same user and system attributes the driver writes, a made-up accuracy),
+   so the study holds 1,000 trials; not timed.
+3. Measured: the driver resumes the study (its set-up -- opening the study, reading the
+   1,000 trials into its mirror -- is timed separately and printed, not in the rate) and runs
+   100 more trials on 2 workers with a trial function that returns at once: each trial is the
+   ask on the mirror, the cost look-up, one SQL transaction at start, a Ray generator task, one
+   SQL transaction at the end and the tell. Every trial the driver adds to the study counts,
+   whatever its status (a re-proposed placement is recorded ``reused`` without a Ray task).
+   The rate is new trials / time from the first proposal to the last trial's end.
+4. Baseline, same run, same SQLite file: plain Optuna at the same study size (1,000 trials of
+   the same placements, values and constraint copied into a second study) with its default
+   sampler for two objectives (``TPESampler(seed=0)``: independent TPE, constant liar), 100
+   iterations of a typical ask-and-tell loop: ``study.ask(fixed_distributions)``, three
+   ``set_user_attr``, ``set_constraint``, ``tell`` -- one process, no workers.
+
+Ray is started before anything is timed (``ray.init`` excluded). Goal: >= 50 trials/s for the
+driver. ``--profile`` also runs the measured part under cProfile and prints where the time goes
+(cumulative ms per trial).
+
+    python benchmarks/search_throughput.py [--profile]
+
+Takes about a minute on 2 CPU cores. The last line printed is the headline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import io
+import json
+import logging
+import os
+import pstats
+import random
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PREFILL = 1000
+MEASURED = 100
+GOAL = 50.0
+
+STUDY = """
+schema_version = 1
+name = "throughput"
+space = "inception"
+sampler = "tpe"
+seed = 0
+trials = {trials}
+
+[target]
+frames = 64
+size = 224
+num_classes = 400
+
+[data]
+source = "synthetic"
+frames = 8
+size = 32
+
+[constraints]
+max_macs = "120G"
+
+[resources]
+cpus = 1
+"""
+
+
+def fake_accuracy(placement: dict[str, Any], macs: int) -> float:
+    """A made-up proxy accuracy: grows with compute, plus a fixed per-placement jitter."""
+    digest = hashlib.blake2b(json.dumps(placement, sort_keys=True).encode(), digest_size=8).digest()
+    jitter = int.from_bytes(digest, "little") / 2**64
+    return round(0.25 + 0.35 * min(1.0, macs / 1.2e11) + 0.2 * jitter, 4)
+
+
+def fake_result(spec: dict[str, Any]) -> dict[str, Any]:
+    acc = fake_accuracy(spec["placement"], spec["macs"])
+    return {
+        "status": "ok",
+        "accuracy": acc,
+        "top5": min(1.0, acc + 0.3),
+        "eval_curve": [[100, round(acc * 0.8, 4)], [200, acc]],
+        "loss_curve": [[0, 2.4], [100, 1.6], [200, 1.2]],
+        "per_class_accuracy": {},
+        "steps_done": 200,
+        "clips_per_s": 0.0,
+        "train_time_s": 0.0,
+        "device": "cpu",
+        "precision": "fp32",
+    }
+
+
+def noop_trial(spec: dict[str, Any]):
+    """A trainer that returns at once (what a Ray task of the driver runs)."""
+    yield {"event": "started", "host": "bench", "pid": 0, "device": "cpu"}
+    yield {"event": "result", "result": fake_result(spec), "stopped_by": []}
+
+
+def start_ray() -> float:
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+        _temp_dir=tempfile.mkdtemp(prefix="rb", dir="/tmp"),
+    )
+    return time.perf_counter() - t0
+
+
+def prefill(drv: Any, study: Any, n: int, seed: int = 0) -> list[Any]:
+    """``n`` finished trials shaped like the driver's own (template: the study's first trial)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from placement_search.search.driver import canonical_key
+
+    template = study.get_trials(deepcopy=False)[0]
+    base_ua = {k: v for k, v in template.user_attrs.items() if k not in ("named", "retry_of")}
+    cons_keys = [k for k in template.system_attrs if k.startswith("constraints")]
+    dists = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in drv.space.groups}
+    seen = {t.user_attrs.get("placement_string") for t in study.get_trials(deepcopy=False)}
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        p = drv.space.from_indices([rng.randrange(len(g.tokens)) for g in drv.space.groups])
+        costs = drv._costs(p)
+        if costs["placement_string"] in seen:
+            continue
+        seen.add(costs["placement_string"])
+        res = fake_result({"placement": p.to_dict(), "macs": costs["macs"]})
+        ua = {**base_ua, **costs, **{k: res[k] for k in ("accuracy", "top5", "eval_curve", "loss_curve")}}
+        ua["status"] = "ok"
+        violation = (costs["macs"] - drv.cfg.constraints.max_macs) / drv.cfg.constraints.max_macs
+        sa: dict[str, Any] = {}
+        for k in cons_keys:  # "constraints:max_macs" (Optuna 5) or "constraints" (a list, Optuna 4)
+            sa[k] = [violation] if k == "constraints" else violation
+        assert canonical_key(p)
+        out.append(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE,
+                values=[res["accuracy"], float(costs["macs"])],
+                params=drv._params_of(p),
+                distributions=dists,
+                user_attrs=ua,
+                system_attrs=sa,
+            )
+        )
+    study.add_trials(out)
+    return out
+
+
+def run_driver(cfg: Any, url: str, trials: int, profile: cProfile.Profile | None = None) -> dict[str, Any]:
+    from placement_search.search.driver import SearchDriver
+
+    marks: dict[str, Any] = {"events": {}}
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        marks["events"][kind] = marks["events"].get(kind, 0) + 1
+        if kind == "ray":
+            marks["loop_start"] = now
+        elif kind in ("end_trial", "reused", "infeasible"):
+            marks["last_end"] = now
+
+    t0 = time.perf_counter()
+    drv = SearchDriver(cfg, storage=url, trials=trials, trial_fn=noop_trial, on_event=on_event)
+    marks["construct_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    try:
+        result = drv.run()
+    finally:
+        if profile is not None:
+            profile.disable()
+    marks["run_s"] = time.perf_counter() - t1
+    marks["setup_s"] = marks.get("loop_start", t1) - t1
+    marks["loop_s"] = marks.get("last_end", t1) - marks.get("loop_start", t1)
+    marks["result"] = result
+    marks["driver"] = drv
+    return marks
+
+
+def plain_optuna(url: str, source: list[Any], drv: Any, n: int) -> tuple[float, int]:
+    """Plain ask-and-tell on the same storage, same study size, Optuna's default MO sampler."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    study = optuna.create_study(
+        study_name="plain", storage=url, directions=["maximize", "minimize"], sampler=optuna.samplers.TPESampler(seed=0)
+    )
+    copies = []
+    for t in source:
+        copies.append(
+            optuna.trial.create_trial(
+                state=t.state,
+                values=t.values,
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs={k: t.user_attrs[k] for k in ("placement_string", "macs", "params", "accuracy")},
+                system_attrs={"constraints:max_macs": (t.values[1] - 1.2e11) / 1.2e11},
+            )
+        )
+    study.add_trials(copies)
+    dists = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in drv.space.groups}
+    max_macs = drv.cfg.constraints.max_macs
+    t0 = time.perf_counter()
+    for _ in range(n):
+        trial = study.ask(dists)
+        p = drv.space.from_group_tokens({k: str(v) for k, v in trial.params.items()})
+        macs, params = drv.target_costs.cost(p)
+        acc = fake_accuracy(p.to_dict(), int(macs))
+        trial.set_user_attr("placement_string", drv.space.placement_string(p))
+        trial.set_user_attr("macs", int(macs))
+        trial.set_user_attr("params", int(params))
+        trial.set_constraint("max_macs", (int(macs) - max_macs) / max_macs)
+        study.tell(trial, [acc, float(macs)])
+    return time.perf_counter() - t0, len(study.get_trials(deepcopy=False))
+
+
+def print_profile(prof: cProfile.Profile, per: int, top: int = 30) -> None:
+    s = io.StringIO()
+    st = pstats.Stats(prof, stream=s)
+    st.sort_stats("cumulative")
+    print(f"\nprofile of the measured driver run (cumulative ms per trial over {per} trials, top {top}):")
+    rows = []
+    for (file, line, fn), (_cc, nc, _tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        rows.append((ct, nc, f"{Path(file).name}:{line}({fn})"))
+    rows.sort(reverse=True)
+    for ct, nc, name in rows[:top]:
+        print(f"  {ct * 1000 / per:8.2f} ms  {nc / per:8.1f} calls  {name}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", action="store_true", help="also print a cProfile of the measured driver run")
+    args = ap.parse_args()
+
+    import optuna
+
+    from placement_search.search.config import load_study_config
+    from placement_search.search.storage import quiet_optuna
+
+    quiet_optuna()
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    t_all = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_tp_"))
+    url = f"sqlite:///{tmp / 'study.db'}"
+    print(f"study: inception space, SQLite {tmp / 'study.db'}, 2 Ray workers (cpus=1 each), optuna {optuna.__version__}")
+    print(f"  ray.init: {start_ray():.2f} s (excluded)")
+
+    def cfg_for(trials: int) -> Any:
+        path = tmp / "throughput.toml"
+        path.write_text(STUDY.format(trials=trials))
+        return load_study_config(path)
+
+    seed = run_driver(cfg_for(2), url, 2)
+    drv = seed["driver"]
+    print(f"  driver construction (space cost tables): {seed['construct_s']:.2f} s (excluded)")
+    study = optuna.load_study(study_name="throughput", storage=url)
+    t0 = time.perf_counter()
+    filled = prefill(drv, study, PREFILL - len(study.get_trials(deepcopy=False)))
+    n_before = len(study.get_trials(deepcopy=False))
+    print(f"  pre-fill: {len(filled)} trials with study.add_trials in {time.perf_counter() - t0:.1f} s -> {n_before} trials")
+
+    prof = cProfile.Profile() if args.profile else None
+    m = run_driver(cfg_for(n_before + MEASURED), url, n_before + MEASURED, prof)
+    n_after = len(optuna.load_study(study_name="throughput", storage=url).get_trials(deepcopy=False))
+    added = n_after - n_before
+    res = m["result"]
+    ours = added / m["loop_s"]
+    print(
+        f"  driver resume (open study, read {n_before} trials into the mirror): {m['setup_s']:.2f} s (excluded)"
+        f"; construction {m['construct_s']:.2f} s (excluded)"
+    )
+    print(
+        f"  driver: {added} new trials (trials {n_before}-{n_after - 1}; by status {res.by_status}) in "
+        f"{m['loop_s']:.2f} s = {1000 * m['loop_s'] / added:.1f} ms/trial, {ours:.1f} trials/s"
+    )
+
+    plain_s, plain_n = plain_optuna(url, [*study.get_trials(deepcopy=False)[:n_before]], drv, MEASURED)
+    plain = MEASURED / plain_s
+    print(
+        f"  plain Optuna ask+tell (default TPESampler, {n_before} -> {plain_n} trials, same SQLite file): "
+        f"{1000 * plain_s / MEASURED:.1f} ms/trial, {plain:.1f} trials/s"
+    )
+    if prof is not None:
+        print_profile(prof, added)
+    import ray
+
+    ray.shutdown()
+    print(f"  total benchmark time: {time.perf_counter() - t_all:.0f} s; goal >= {GOAL:.0f}/s: ", end="")
+    print("met" if ours >= GOAL else "MISSED")
+    print(
+        f"driver ask+tell at 1,000 trials: {ours:.1f}/s vs plain Optuna {plain:.1f}/s: {ours / plain:.1f}x "
+        f"(goal >= {GOAL:.0f}/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

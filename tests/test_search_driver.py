@@ -1,0 +1,256 @@
+"""The search driver with a real local Ray instance and real SQLite storage.
+
+Trials train the tiny space for 6 steps on 8x16x16 synthetic clips (well under a second), or
+run a trainer that returns at once where only the orchestration is under test.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from search_helpers import sqlite_url, write_study
+
+from placement_search.errors import UserError
+from placement_search.search import SearchDriver, load_study_config
+from placement_search.search.storage import pareto_rows, study_status
+from placement_search.space import load_space
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+# Ray workers cannot import this test module: ship the trainers below by value
+import ray.cloudpickle  # noqa: E402
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def instant_trial(spec):
+    """A trainer that returns at once: accuracy grows with the number of temporal groups, so the
+    study has a real accuracy/compute trade-off without training."""
+    temporal = sum(1 for c in spec["placement"]["positions"].values() if c["op"] != "2d")
+    acc = temporal / (len(spec["placement"]["positions"]) + 1)
+    yield {"event": "started", "host": "test", "pid": 0, "device": "cpu"}
+    yield {
+        "event": "result",
+        "result": {
+            "status": "ok",
+            "accuracy": acc,
+            "top5": None,
+            "eval_curve": [[6, acc]],
+            "loss_curve": [],
+            "per_class_accuracy": {},
+            "steps_done": 6,
+            "clips_per_s": 0.0,
+            "train_time_s": 0.0,
+            "device": "cpu",
+            "precision": "fp32",
+        },
+        "stopped_by": [],
+    }
+
+
+def stopped_trial(spec):
+    """A trainer whose run the early-stopping rule stopped at step 3."""
+    yield {"event": "eval", "step": 3, "accuracy": 0.25}
+    yield {
+        "event": "result",
+        "result": {
+            "status": "stopped",
+            "accuracy": 0.25,
+            "top5": None,
+            "eval_curve": [[3, 0.25]],
+            "loss_curve": [],
+            "per_class_accuracy": {},
+            "steps_done": 3,
+            "clips_per_s": 0.0,
+            "train_time_s": 0.0,
+            "device": "cpu",
+            "precision": "fp32",
+        },
+        "stopped_by": [0],
+    }
+
+
+def load(url, name="small"):
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def test_small_study_end_to_end_is_visible_to_plain_optuna(tmp_path):
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(write_study(tmp_path, trials=4, evaluate_first=["all_2d", "all_3d"]))
+    result = SearchDriver(cfg, storage=url).run()
+    assert result.counted == 4 and result.created and not result.interrupted
+
+    study = load(url)  # plain Optuna, no placement-search code
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    assert study.metric_names == ["accuracy", "macs"]
+    assert study.user_attrs["space"] == "tiny"
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    space = load_space("tiny")
+    # the named placements come first, in the order given
+    assert trials[0].user_attrs["named"] == "all_2d" and trials[1].user_attrs["named"] == "all_3d"
+    assert trials[0].user_attrs["placement_string"] == "2d 2d 2d 2d 2d"
+    for t in trials:
+        ua = t.user_attrs
+        cost = space.cost(json.dumps(ua["placement"]), frames=16, size=112, num_classes=400)
+        # compute recorded at the target input equals an independent count of the built model
+        assert ua["macs"] == cost.macs and ua["params"] == cost.params and ua["flops"] == 2 * cost.macs
+        assert t.values[0] == pytest.approx(ua["accuracy"]) and 0.0 <= ua["accuracy"] <= 1.0
+        assert t.values[1] == ua["macs"]
+        proxy = space.cost(json.dumps(ua["placement"]), frames=8, size=16, num_classes=11)
+        assert ua["proxy_macs"] == proxy.macs and ua["proxy_input"] == "8x16x16" and ua["target_input"] == "16x112x112"
+        assert ua["status"] == "ok" and ua["device"] == "cpu" and ua["wall_time_s"] > 0
+        assert ua["proxy_budget"]["steps"] == 6 and len(ua["eval_curve"]) == 2
+        assert t.params == {g.name: tok for g, tok in zip(space.groups, ua["placement_string"].split())}
+    st = study_status(study)
+    assert st["counted"] == 4 and st["by_status"] == {"ok": 4}
+
+
+def test_failing_diverging_and_worker_killing_trials_are_recorded_and_the_study_completes(tmp_path):
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(
+        write_study(tmp_path, sampler="families", evaluate_first=["all_2d", "all_3d", "all_sep", "all_2plus1d"])
+    )
+    faults = {"2d 2d 2d 2d 2d": "raise", "3d 3d 3d 3d 3d": "diverge", "sep sep sep sep sep": "kill"}
+    result = SearchDriver(cfg, storage=url, faults=faults).run()
+    assert not result.interrupted
+    by = {t.user_attrs["placement_string"]: t for t in load(url).get_trials()}
+    assert len(by) == 4
+    raised, diverged, killed, fine = (
+        by[k]
+        for k in ["2d 2d 2d 2d 2d", "3d 3d 3d 3d 3d", "sep sep sep sep sep", "2plus1d 2plus1d 2plus1d 2plus1d 2plus1d"]
+    )
+    assert raised.state == TrialState.FAIL and raised.user_attrs["status"] == "failed"
+    assert "RuntimeError" in raised.user_attrs["reason"] and "injected failure" in raised.user_attrs["reason"]
+    assert diverged.state == TrialState.FAIL and diverged.user_attrs["status"] == "diverged"
+    assert "nan" in diverged.user_attrs["reason"].lower() or "inf" in diverged.user_attrs["reason"].lower()
+    # the worker process was killed: retried [resources] retries (2) times, then recorded
+    assert killed.state == TrialState.FAIL and killed.user_attrs["status"] == "worker_died"
+    assert killed.user_attrs["attempts"] == 3 and "died" in killed.user_attrs["reason"]
+    assert fine.state == TrialState.COMPLETE and fine.user_attrs["status"] == "ok"
+    assert not [t for t in load(url).get_trials() if t.state == TrialState.RUNNING]
+
+
+def test_constraint_records_over_budget_placements_infeasible_without_training(tmp_path):
+    url = sqlite_url(tmp_path)
+    space = load_space("tiny")
+    macs_2d = space.cost("all_2d", frames=16, size=112, num_classes=400).macs
+    macs_3d = space.cost("all_3d", frames=16, size=112, num_classes=400).macs
+    budget = (macs_2d + macs_3d) // 2
+    cfg = load_study_config(
+        write_study(
+            tmp_path,
+            sampler="families",
+            evaluate_first=["all_2d", "all_3d"],
+            extra=f"\n[constraints]\nmax_macs = {budget}\n",
+        )
+    )
+    SearchDriver(cfg, storage=url, trial_fn=instant_trial).run()
+    study = load(url)
+    t2d, t3d = study.get_trials()
+    assert t3d.state == TrialState.PRUNED and t3d.user_attrs["status"] == "infeasible"
+    assert "wall_time_s" not in t3d.user_attrs  # never dispatched
+    # Optuna's constraint convention: feasible iff <= 0 (here the relative excess over the budget)
+    assert t3d.constraints["max_macs"] == pytest.approx((macs_3d - budget) / budget)
+    assert t3d.constraints["max_macs"] > 0
+    assert "over max_macs" in t3d.user_attrs["reason"]
+    assert t2d.state == TrialState.COMPLETE, t2d.user_attrs.get("reason")
+    assert t2d.constraints["max_macs"] <= 0
+    assert [t.number for t in study.best_trials] == [0]
+
+
+def test_budget_below_the_cheapest_placement_is_a_user_error(tmp_path):
+    cfg = load_study_config(write_study(tmp_path, extra='\n[constraints]\nmax_macs = "1M"\n'))
+    with pytest.raises(UserError, match="no placement of space 'tiny' fits"):
+        SearchDriver(cfg, storage=sqlite_url(tmp_path))
+
+
+def test_an_evaluated_placement_is_reused_not_trained_again(tmp_path):
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(write_study(tmp_path, trials=2, evaluate_first=["all_2d", "all_3d"]))
+    SearchDriver(cfg, storage=url, trial_fn=instant_trial).run()
+    study = load(url)
+    first = study.get_trials()[0]
+    study.enqueue_trial(first.params)  # the same placement again
+    r = SearchDriver(cfg, storage=url, trials=3, trial_fn=instant_trial).run()
+    assert r.by_status.get("reused") == 1
+    trials = load(url).get_trials()
+    reused = trials[2]
+    assert reused.user_attrs["status"] == "reused" and reused.user_attrs["reused_from"] == 0
+    assert reused.values == first.values and reused.user_attrs["placement"] == first.user_attrs["placement"]
+    assert "wall_time_s" in first.user_attrs and reused.user_attrs.get("host") == first.user_attrs.get("host")
+    # reused trials are free: the study went on to 3 counted (trained) trials
+    assert sum(1 for t in trials if t.user_attrs["status"] == "ok") == 3
+
+
+def test_stopped_runs_are_recorded_pruned_with_their_dominators(tmp_path):
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(write_study(tmp_path, trials=1, evaluate_first=["all_3d"], early_stopping=True))
+    SearchDriver(cfg, storage=url, trial_fn=stopped_trial).run()
+    (t,) = load(url).get_trials()
+    assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "early_stopped"
+    assert t.user_attrs["stopped_by"] == [0] and t.user_attrs["eval_curve"] == [[3, 0.25]]
+    assert "stopped at step 3" in t.user_attrs["reason"]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "nsga3", "gp", "random"])
+def test_every_sampler_runs_and_is_reproducible(tmp_path, sampler):
+    extra = "\n[resources]\n" if False else ""
+    seqs = []
+    for run in range(2):
+        folder = tmp_path / str(run)
+        folder.mkdir()
+        text = write_study(folder, sampler=sampler, trials=12).read_text()
+        text = text.replace("[resources]\ncpus = 1", "[resources]\ncpus = 1\nmax_concurrent = 1")
+        if sampler in ("nsga2", "nsga3"):
+            text = text.replace(
+                f'sampler = "{sampler}"', f'sampler = "{sampler}"\nsampler_options = {{ population_size = 4 }}'
+            )
+        (folder / "small.toml").write_text(text + extra)
+        cfg = load_study_config(folder / "small.toml")
+        SearchDriver(cfg, storage=sqlite_url(folder), trial_fn=instant_trial).run()
+        seqs.append([t.user_attrs["placement_string"] for t in load(sqlite_url(folder)).get_trials()])
+    assert len(seqs[0]) >= 12
+    assert seqs[0] == seqs[1]  # same seed, one trial at a time: the same placements in the same order
+
+
+def test_resume_continues_and_a_changed_config_is_refused(tmp_path):
+    url = sqlite_url(tmp_path)
+    path = write_study(tmp_path, trials=2)
+    cfg = load_study_config(path)
+    SearchDriver(cfg, storage=url, trial_fn=instant_trial).run()
+    before = [(t.number, t.values) for t in load(url).get_trials()]
+    r = SearchDriver(cfg, storage=url, trials=4, trial_fn=instant_trial).run()
+    assert not r.created and r.counted == 4
+    after = load(url).get_trials()
+    assert [(t.number, t.values) for t in after[:2]] == before
+    # the resumed sampler does not replay the first run's draws
+    assert r.by_status.get("reused", 0) == 0
+    # nothing to do when the study already holds its trials
+    r = SearchDriver(cfg, storage=url, trials=4, trial_fn=instant_trial).run()
+    assert r.counted == 4 and "reached 4" in r.stop_reason and len(load(url).get_trials()) == len(after)
+    text = path.read_text().replace("steps = 6", "steps = 7")
+    path.write_text(text)
+    changed = load_study_config(path)
+    with pytest.raises(UserError, match="different proxy"):
+        SearchDriver(changed, storage=url, trial_fn=instant_trial).run()
+
+
+def test_pareto_rows_are_the_non_dominated_trials(tmp_path):
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(write_study(tmp_path, trials=10))
+    SearchDriver(cfg, storage=url, trial_fn=instant_trial).run()
+    study = load(url)
+    done = [(t.values[0], t.values[1], t.number) for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    # first principles: a trial is on the front iff no other is at least as accurate and at most as costly,
+    # and strictly better in one
+    expected = {n for a, c, n in done if not any((a2 >= a and c2 <= c) and (a2 > a or c2 < c) for a2, c2, _ in done)}
+    rows = pareto_rows(study)
+    assert {r["trial"] for r in rows} == expected
+    assert [r["macs"] for r in rows] == sorted(r["macs"] for r in rows)
+    assert all(set(r) >= {"trial", "placement", "accuracy", "macs", "params"} for r in rows)
