@@ -92,7 +92,7 @@ def test_evaluate_first_names_must_exist_and_be_searchable(tmp_path):
     names = [n for n, _ in resolve_evaluate_first(cfg, load_space("tiny"))]
     assert names[0] == "all_2d" and "bottom_heavy_3" in names
     bad = load_study_config(write_study(tmp_path, name="b", evaluate_first=["no_such_model"]))
-    with pytest.raises(UserError, match="no_such_model.*matches no named placement"):
+    with pytest.raises(UserError, match=r"no_such_model.*matches no named placement"):
         resolve_evaluate_first(bad, load_space("tiny"))
     p = tmp_path / "ref.toml"
     p.write_text('space = "inception"\nevaluate_first = ["i3d"]\n')  # DeepMind I3D needs other backbone args

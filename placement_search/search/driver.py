@@ -882,23 +882,28 @@ class SearchDriver:
         import ray
         from optuna.trial import TrialState
 
-        for gen, fl in list(self.inflight.items()):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        for gen in list(self.inflight):
             try:
                 ray.cancel(gen, force=True)
             except Exception:
                 pass
-            ua = {"status": "interrupted", "reason": "cancelled by the user (Ctrl-C or SIGTERM)"}
-            try:
-                self._finish_row(fl.trial_id, TrialState.FAIL, ua, {}, None)
-                self.study.enqueue_trial(
-                    dict(fl.mirror.params),
-                    user_attrs={"retry_of": fl.number, **({"named": fl.named} if fl.named else {})},
-                )
-            except Exception:
-                pass  # left RUNNING: the next run recovers it
-            self.by_status["interrupted"] = self.by_status.get("interrupted", 0) + 1
         self.inflight.clear()
         self.dup_waiting.clear()  # their WAITING rows (if any) stay WAITING: the next run takes them
+        # every RUNNING trial of the study is this driver's (one driver per study), including one
+        # the interrupt caught between its storage write and its dispatch
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            ua = {"status": "interrupted", "reason": "cancelled by the user (Ctrl-C or SIGTERM)"}
+            try:
+                self._finish_row(t._trial_id, TrialState.FAIL, ua, {}, None)
+                if t.params:
+                    retry = {"retry_of": t.number}
+                    if t.user_attrs.get("named"):
+                        retry["named"] = t.user_attrs["named"]
+                    self.study.enqueue_trial(dict(t.params), user_attrs=retry)
+            except Exception:
+                continue  # left RUNNING: the next run recovers it
+            self.by_status["interrupted"] = self.by_status.get("interrupted", 0) + 1
 
 
 def _one_transaction(

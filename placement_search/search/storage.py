@@ -153,11 +153,14 @@ def study_summaries(storage: Any) -> list[dict[str, Any]]:
 
 
 def pareto_rows(study: Any) -> list[dict[str, Any]]:
-    """The Pareto-optimal feasible trials, cheapest first."""
+    """The Pareto-optimal feasible trials, cheapest first (each architecture once: trials that
+    reused an earlier trial's result are left out)."""
     names = study.metric_names or []
     rows = []
     for t in study.best_trials:
         ua = t.user_attrs
+        if ua.get("status") == "reused":  # the same architecture as an earlier trial, which is listed
+            continue
         row = {
             "trial": t.number,
             "placement": ua.get("placement_string"),
