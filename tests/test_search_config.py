@@ -22,13 +22,36 @@ from placement_search.space import load_space
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_shipped_study_files_load():
+def test_shipped_study_files_load(tmp_path):
     files = sorted((ROOT / "studies").glob("*.toml"))
-    assert any(f.name == "quickstart.toml" for f in files)
+    assert {"quickstart.toml", "inception_minikinetics.toml"} <= {f.name for f in files}
+    # real-video studies name list files next to the repository (made with `placement-search subset`):
+    # check them in a copy with stand-in lists where the file expects them
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "data" / "minikinetics").mkdir(parents=True)
+    for split in ("train", "val"):
+        (tmp_path / "data" / "minikinetics" / f"{split}.txt").write_text("/videos/a.mp4 abseiling\n")
     for f in files:
-        cfg = load_study_config(f)
+        copy = tmp_path / "studies" / f.name
+        copy.write_text(f.read_text())
+        cfg = load_study_config(copy)
         space = load_space(cfg.space)
         resolve_evaluate_first(cfg, space)  # every named placement exists and is searchable
+
+
+def test_real_scale_example_measures_compute_at_the_kinetics_input(tmp_path):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "data" / "minikinetics").mkdir(parents=True)
+    for split in ("train", "val"):
+        (tmp_path / "data" / "minikinetics" / f"{split}.txt").write_text("/videos/a.mp4 abseiling\n")
+    copy = tmp_path / "studies" / "x.toml"
+    copy.write_text((ROOT / "studies" / "inception_minikinetics.toml").read_text())
+    cfg = load_study_config(copy)
+    assert (cfg.target.frames, cfg.target.size, cfg.target.num_classes) == (64, 224, 400)
+    assert cfg.data.source == str((tmp_path / "data" / "minikinetics" / "train.txt").resolve())
+    assert 0 < cfg.resources.gpus < 1 and cfg.constraints.max_macs == 120_000_000_000
+    names = [n for n, _ in resolve_evaluate_first(cfg, load_space("inception"))]
+    assert "s3d" in names and "top_heavy_11" in names and "bottom_heavy_11" in names
 
 
 def test_quickstart_defaults():

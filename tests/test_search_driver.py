@@ -106,6 +106,8 @@ def test_small_study_end_to_end_is_visible_to_plain_optuna(tmp_path):
         assert ua["proxy_macs"] == proxy.macs and ua["proxy_input"] == "8x16x16" and ua["target_input"] == "16x112x112"
         assert ua["status"] == "ok" and ua["device"] == "cpu" and ua["wall_time_s"] > 0
         assert ua["proxy_budget"]["steps"] == 6 and len(ua["eval_curve"]) == 2
+        # the intermediate evaluation (step 3 of 6) streamed back and is stored for dashboards
+        assert t.intermediate_values == {3: pytest.approx(ua["eval_curve"][0][1])}
         assert t.params == {g.name: tok for g, tok in zip(space.groups, ua["placement_string"].split())}
     st = study_status(study)
     assert st["counted"] == 4 and st["by_status"] == {"ok": 4}

@@ -331,7 +331,15 @@ def _unknown(key: str, allowed: list[str], where: str) -> UserError:
     return UserError(f"{where}: unknown field {key!r}{hint}; allowed: {', '.join(allowed)}")
 
 
-def _section(cls: Any, table: Any, where: str, *, skip: tuple[str, ...] = (), special: Mapping[str, Any] = {}) -> Any:
+def _section(
+    cls: Any,
+    table: Any,
+    where: str,
+    *,
+    skip: tuple[str, ...] = (),
+    special: Mapping[str, Any] = {},
+    check: bool = True,
+) -> Any:
     if not isinstance(table, Mapping):
         raise UserError(f"{where}: expected a table of fields, got {table!r}")
     hints = typing.get_type_hints(cls)
@@ -348,7 +356,7 @@ def _section(cls: Any, table: Any, where: str, *, skip: tuple[str, ...] = (), sp
         obj = cls(**kwargs)
     except UserError as e:
         raise UserError(f"{where}: {e}") from None
-    if hasattr(obj, "check"):
+    if check and hasattr(obj, "check"):
         obj.check(where)
     return obj
 
@@ -479,7 +487,7 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
     kw["evaluate_first"] = tuple(first)
 
     kw["target"] = _section(TargetInput, data.get("target", {}), f"{f}: [target]")
-    data_cfg = _section(DataConfig, data.get("data", {}), f"{f}: [data]")
+    data_cfg = _section(DataConfig, data.get("data", {}), f"{f}: [data]", check=False)
     data_cfg = data_cfg.resolved(base)
     data_cfg.check(f"{f}: [data]")
     kw["data"] = data_cfg

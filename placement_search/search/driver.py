@@ -792,6 +792,9 @@ class SearchDriver:
             fl.info["latency_device"] = event["device"]
         elif kind == "eval":
             fl.curve.append((int(event["step"]), float(event["accuracy"])))
+            # live learning curves in optuna-dashboard (Trial.report is single-objective only in
+            # Optuna; the storage takes intermediate values for any study)
+            self.storage.set_trial_intermediate_value(fl.trial_id, int(event["step"]), float(event["accuracy"]))
             self.on_event("eval", {"number": fl.number, "step": event["step"], "accuracy": event["accuracy"]})
         elif kind in ("result", "infeasible"):
             fl.info["final"] = event
