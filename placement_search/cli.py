@@ -588,9 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_references)
 
+    from .analysis.commands import add_parsers as add_analysis_parsers
     from .search.commands import add_parsers
 
     add_parsers(sub)
+    add_analysis_parsers(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {text!r}")
     return v
 
 
@@ -153,6 +164,68 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .storage import load_study, open_storage
+
+    study = load_study(open_storage(args.storage, create=False), args.study)
+    out = write_report(study, args.output)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser, offline)")
+    return 0
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import socket
+
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from ..errors import UserError
+    from .storage import load_study, open_storage
+
+    storage = open_storage(args.storage, create=False)
+    path = "/dashboard/"
+    folders: list[str] = []
+    if args.study:
+        study = load_study(storage, args.study)
+        path += f"studies/{study._study_id}"
+        folders = [study.user_attrs["artifact_dir"]] if study.user_attrs.get("artifact_dir") else []
+    else:
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+            d = s.user_attrs.get("artifact_dir")
+            if d and d not in folders:
+                folders.append(d)
+    store = None
+    if folders:
+        if len(folders) > 1:
+            print(f"note: studies keep artifacts in {len(folders)} folders; serving {folders[0]} (pass --study NAME)")
+        if Path(folders[0]).is_dir():
+            store = FileSystemArtifactStore(folders[0])
+        else:
+            print(f"note: the artifact folder {folders[0]} is missing here: trial files will not open")
+    try:  # a clear message for a taken port, before the server prints its own traceback
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except OSError as e:
+        raise UserError(f"--host {args.host} --port {args.port}: cannot listen there: {e.strerror or e}") from None
+    if args.host not in _LOOPBACK:
+        print(f"warning: serving on {args.host}: anyone who can reach this machine can read and change the study")
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"optuna-dashboard on {args.storage}: http://{shown}:{args.port}{path}  (Ctrl-C stops it)", flush=True)
+    import optuna_dashboard
+
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("run", help="run (or resume) a multi-objective placement search")
     p.add_argument("study_toml", metavar="STUDY_TOML", help="a study file, e.g. studies/quickstart.toml")
@@ -184,3 +257,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--study", required=True, metavar="NAME")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pareto)
+
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard on a study's storage (with its artifacts and figures)")
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--study", metavar="NAME", help="open this study (and serve its artifact folder)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a study")
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--study", required=True, metavar="NAME")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_HTML", help="the HTML file to write")
+    p.set_defaults(func=cmd_report)

@@ -31,6 +31,7 @@ else:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "ArtifactsConfig",
     "OBJECTIVES",
     "SAMPLERS",
     "Constraints",
@@ -222,6 +223,26 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class ArtifactsConfig:
+    """Files kept with each trial in Optuna's artifact store (shown by optuna-dashboard):
+    ``placement.json``, ``costs.csv`` (per-position cost at the target input), ``curve.csv``
+    (training loss and held-out accuracy by step), and the proxy's trained weights
+    (``weights.safetensors``) for ``keep_weights``: ``pareto`` (trials on the Pareto front
+    when they finish), ``all`` or ``none``. ``path``: the artifact folder (default: next to a
+    SQLite file, ``<name>-artifacts``; else ``./placement-search-artifacts``). ``figures_every``:
+    seconds between refreshes of the study's dashboard figures while it runs."""
+
+    enabled: bool = True
+    path: str | None = None
+    keep_weights: Literal["pareto", "all", "none"] = "pareto"
+    figures_every: float = 30.0
+
+    def check(self, where: str) -> None:
+        if self.figures_every <= 0:
+            raise UserError(f"{where}.figures_every: expected a positive number of seconds, got {self.figures_every}")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A whole study: what to search, on what data, at what cost, where results live."""
 
@@ -244,6 +265,7 @@ class StudyConfig:
     early_stopping: EarlyStopping = EarlyStopping()
     ray: RayConfig = RayConfig()
     resources: Resources = Resources()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
 
     @property
     def directions(self) -> list[Any]:
@@ -383,6 +405,7 @@ _TOP = {
     "early_stopping",
     "ray",
     "resources",
+    "artifacts",
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -502,6 +525,10 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
     ray_cfg = _section(RayConfig, data.get("ray", {}), f"{f}: [ray]", special={"object_store_memory": parse_count})
     kw["ray"] = ray_cfg
     kw["resources"] = _section(Resources, data.get("resources", {}), f"{f}: [resources]")
+    art = _section(ArtifactsConfig, data.get("artifacts", {}), f"{f}: [artifacts]")
+    if art.path is not None and not Path(art.path).expanduser().is_absolute():
+        art = dataclasses.replace(art, path=str((base / Path(art.path).expanduser()).resolve()))
+    kw["artifacts"] = art
     cfg = StudyConfig(**kw)
     if cfg.sampler == "families" and not cfg.evaluate_first:
         raise UserError(f"{f}: sampler 'families' evaluates exactly the placements of evaluate_first, which is empty")

@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .._version import __version__
@@ -191,6 +192,8 @@ class SearchDriver:
         self.idle_proposals = 0
         self._front: int | None = None
         self.started = time.monotonic()
+        self._last_push = self.started
+        self._pushed_at = -1  # number of finished trials at the last figure push
 
     # -- set-up -------------------------------------------------------------------------------
     def _check_feasible_exists(self) -> None:
@@ -228,6 +231,11 @@ class SearchDriver:
             study.set_user_attr("proxy_input", self.proxy_input)
             study.set_user_attr("placement_search_version", __version__)
             study.set_user_attr("groups", [g.name for g in self.space.groups])
+            if self.space.path is not None and Path(self.space.path).is_file():
+                # the space file itself, so that exported architectures rebuild without it
+                study.set_user_attr("space_toml", Path(self.space.path).read_text(encoding="utf-8"))
+            if self.cfg.artifacts.enabled:
+                study.set_user_attr("artifact_dir", str(self._artifact_dir(None)))
             seen = set()
             for name, p in self.first:
                 key = canonical_key(p)
@@ -248,7 +256,33 @@ class SearchDriver:
                 raise UserError(f"study {self.study_name!r}: its objectives differ from {list(self.cfg.objectives)}")
         self.study = study
         self.study_id = study._study_id
+        self.artifact_store = None
+        if self.cfg.artifacts.enabled:
+            from optuna.artifacts import FileSystemArtifactStore
+
+            folder = self._artifact_dir(study.user_attrs.get("artifact_dir"))
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"[artifacts] path: cannot create {folder}: {e}") from None
+            if study.user_attrs.get("artifact_dir") != str(folder):
+                study.set_user_attr("artifact_dir", str(folder))
+            self.artifact_store = FileSystemArtifactStore(str(folder))
         return study, created
+
+    def _artifact_dir(self, recorded: str | None) -> Path:
+        """The artifact folder: the config's, else the one the study recorded, else next to a
+        SQLite file (``<name>-artifacts``), else ``./placement-search-artifacts``."""
+        if self.cfg.artifacts.path:
+            return Path(self.cfg.artifacts.path)
+        if recorded:
+            return Path(recorded)
+        from .storage import _sqlite_path
+
+        db = _sqlite_path(self.storage_url)
+        if db is not None:
+            return (db.parent / f"{db.stem}-artifacts").resolve()
+        return (Path.cwd() / "placement-search-artifacts").resolve()
 
     def _params_of(self, p: Placement) -> dict[str, str]:
         out = {}
@@ -404,6 +438,7 @@ class SearchDriver:
             finally:
                 signal.signal(signal.SIGINT, old_int)
                 signal.signal(signal.SIGTERM, old_term)
+                self._push_figures(force=True)
                 if self._own_ray:
                     import ray
 
@@ -415,6 +450,21 @@ class SearchDriver:
         result.elapsed_s = time.monotonic() - self.started
         self.on_event("end", asdict(result))
         return result
+
+    def _push_figures(self, *, force: bool = False) -> None:
+        """Refresh the study's optuna-dashboard figures (Pareto front, hypervolume, placement
+        heatmap, families) when trials finished since the last refresh. Never fails the study."""
+        self._last_push = time.monotonic()
+        finished = sum(self.by_status.values())
+        if not self.cfg.artifacts.enabled or (finished == self._pushed_at and not force):
+            return
+        try:
+            from .figures import push_dashboard_figures
+
+            push_dashboard_figures(self.study, self.space)
+            self._pushed_at = finished
+        except Exception as e:  # a figure is not worth a lost study
+            self.on_event("warning", {"message": f"could not refresh the dashboard figures: {type(e).__name__}: {e}"})
 
     def _on_term(self, signum: int, frame: Any) -> None:
         raise _Interrupt()
@@ -455,6 +505,8 @@ class SearchDriver:
             for gen in ready:
                 self._advance(gen)
             self.on_event("tick", self.snapshot())
+            if time.monotonic() - self._last_push >= self.cfg.artifacts.figures_every:
+                self._push_figures()
         result.stop_reason = stop or ""
 
     def snapshot(self) -> dict[str, Any]:
@@ -722,6 +774,8 @@ class SearchDriver:
             "target": asdict(cfg.target),
             "macs": costs["macs"],
             "fault": self.faults.get(costs["placement_string"]),
+            "cost_table": self.cfg.artifacts.enabled,
+            "keep_weights": self.cfg.artifacts.enabled and self.cfg.artifacts.keep_weights != "none",
         }
         if cfg.needs_latency:
             spec["latency"] = {
@@ -853,6 +907,8 @@ class SearchDriver:
                 status, state = r["status"], TrialState.FAIL
                 ua["reason"] = r["reason"]
         ua["status"] = status
+        if self.artifact_store is not None:
+            system_attrs.update(self._artifacts(fl, final, ua, values))
         frozen_sys = self._mirror_frozen(fl.mirror).system_attrs
         system_attrs.update({k: v for k, v in frozen_sys.items() if k.startswith("constraints:")})
         self._finish_row(fl.trial_id, state, ua, system_attrs, values)
@@ -879,6 +935,60 @@ class SearchDriver:
                 self._record_reused(mt, rdb_waiting, fl.key, fl.costs, extra)
             else:  # it failed: train the duplicate after all
                 self._dispatch(mt, rdb_waiting, fl.key, fl.placement, dict(fl.costs), self._violations(fl.costs), extra)
+
+    def _on_front(self, values: list[float]) -> bool:
+        """Whether a completed trial with these values is Pareto-optimal among those recorded."""
+        signs = [1.0 if d == "minimize" else -1.0 for d in self.cfg.directions]
+        p = [s * v for s, v in zip(signs, values)]
+        for o in self.outcomes.values():
+            if o["status"] != "ok" or not o["values"] or any(c > 0 for c in o["system_attrs"].values()):
+                continue
+            q = [s * v for s, v in zip(signs, o["values"])]
+            if all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p)):
+                return False
+        return True
+
+    def _artifacts(
+        self, fl: _InFlight, final: dict[str, Any], ua: dict[str, Any], values: list[float] | None
+    ) -> dict[str, Any]:
+        """Write a trial's files to the artifact store; returns the trial system attributes that
+        register them (as ``optuna.artifacts.upload_artifact`` does), for the trial's final write."""
+        import csv
+        import io
+        import uuid
+
+        files: list[tuple[str, bytes, str]] = [
+            ("placement.json", json.dumps(fl.costs["placement"], indent=2).encode(), "application/json")
+        ]
+        if final.get("cost_table"):
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=["position", "op", "kt", "params", "macs", "flops"])
+            w.writeheader()
+            w.writerows(final["cost_table"])
+            files.append(("costs.csv", buf.getvalue().encode(), "text/csv"))
+        if final.get("result"):
+            r = final["result"]
+            steps = sorted({s for s, _ in r["loss_curve"]} | {s for s, _ in r["eval_curve"]})
+            loss, acc = dict(r["loss_curve"]), dict(r["eval_curve"])
+            buf = io.StringIO()
+            buf.write("step,train_loss,eval_accuracy\n")
+            for step in steps:
+                buf.write(f"{step},{loss.get(step, '')},{acc.get(step, '')}\n")
+            files.append(("curve.csv", buf.getvalue().encode(), "text/csv"))
+        keep = self.cfg.artifacts.keep_weights
+        if final.get("weights") and (
+            keep == "all" or (keep == "pareto" and values is not None and self._on_front(values))
+        ):
+            files.append(("weights.safetensors", final["weights"], "application/octet-stream"))
+            ua["weights_kept"] = True
+        attrs: dict[str, Any] = {}
+        assert self.artifact_store is not None
+        for filename, data, mimetype in files:
+            artifact_id = str(uuid.uuid4())
+            self.artifact_store.write(artifact_id, io.BytesIO(data))
+            meta = {"artifact_id": artifact_id, "filename": filename, "mimetype": mimetype, "encoding": None}
+            attrs[f"artifacts:{artifact_id}"] = json.dumps(meta)
+        return attrs
 
     def _cancel_all(self) -> None:
         """Ctrl-C / SIGTERM: cancel running trials, record them, queue them for the next run."""

@@ -78,6 +78,8 @@ class Progress:
             self._print(f"trial {info['number']:>4}  reused        result of trial {info['from']}  {info['placement']}")
         elif kind == "retry":
             self._print(f"trial {info['number']:>4}  worker died ({info['error']}); attempt {info['attempt']}")
+        elif kind == "warning":
+            self._print(f"warning: {info['message']}")
         elif kind == "tick":
             line = self.status_line(info)
             now = time.monotonic()

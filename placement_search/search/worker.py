@@ -149,8 +149,11 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 return True
         return False
 
+    built: list[Any] = []
+
     def factory() -> Any:
-        return space.build(placement, num_classes=data.num_classes)
+        built.append(space.build(placement, num_classes=data.num_classes))
+        return built[-1]
 
     out: dict[str, Any] = {}
 
@@ -169,4 +172,33 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     thread.join()
     if "error" in out:
         raise out["error"]
-    yield {"event": "result", "result": out["result"].to_dict(), "stopped_by": stopped_by}
+    final: dict[str, Any] = {"event": "result", "result": out["result"].to_dict(), "stopped_by": stopped_by}
+    if spec.get("cost_table"):
+        t = spec["target"]
+        cost = space.cost(placement, frames=t["frames"], size=t["size"], num_classes=t["num_classes"])
+        final["cost_table"] = [
+            {
+                "position": pos,
+                "op": placement[pos].op,
+                "kt": placement[pos].kt,
+                "params": c.params,
+                "macs": c.macs,
+                "flops": c.flops,
+            }
+            for pos, c in cost.per_position.items()
+        ] + [
+            {
+                "position": "(fixed: classifier, non-searchable layers)",
+                "op": "",
+                "kt": "",
+                "params": cost.fixed.params,
+                "macs": cost.fixed.macs,
+                "flops": cost.fixed.flops,
+            }
+        ]
+    if spec.get("keep_weights") and built and out["result"].status in ("ok", "stopped"):
+        from safetensors.torch import save
+
+        state = {k: v.detach().to("cpu").contiguous() for k, v in built[-1].state_dict().items()}
+        final["weights"] = save(state, metadata={"placement": json.dumps(spec["placement"])})
+    yield final

@@ -1,0 +1,34 @@
+"""Analyses of trained models.
+
+from placement_search.analysis import analyze_temporal, render_table
+analysis = analyze_temporal("export_dir")     # or: placement-search analyze temporal export_dir
+print(render_table(analysis))
+"""
+
+from .temporal import (
+    LoadedWeights,
+    TemporalAnalysis,
+    TemporalKernel,
+    analyze_temporal,
+    check_output_path,
+    load_weights,
+    natural_key,
+    render_figure,
+    render_table,
+    temporal_kernels,
+    write_output,
+)
+
+__all__ = [
+    "LoadedWeights",
+    "TemporalAnalysis",
+    "TemporalKernel",
+    "analyze_temporal",
+    "check_output_path",
+    "load_weights",
+    "natural_key",
+    "render_figure",
+    "render_table",
+    "temporal_kernels",
+    "write_output",
+]

@@ -1,0 +1,406 @@
+"""What a study looks like: figure data computed from the study's trials, then rendered with plotly.
+
+Data first (plain dicts and lists, checked by the tests), rendering second. The same figures go
+to optuna-dashboard (pushed by the driver while a study runs, see :func:`push_dashboard_figures`)
+and into the self-contained HTML report (:mod:`.report`).
+
+* **Pareto front**: proxy accuracy against MACs at the target input, every evaluated trial,
+  the front highlighted, each point's placement on hover, named reference placements marked.
+* **Hypervolume history**: the hypervolume of the feasible front after each trial (optuna-dashboard
+  has none for multi-objective studies). The reference point is accuracy 0 and, for each cost,
+  1.1x the largest value among the study's feasible completed trials; costs are divided by
+  their reference so the hypervolume is a fraction of the reference box.
+* **Placement heatmap**: for each decision (group of positions), the share of Pareto-optimal
+  trials using 2D / 3D / separable / R(2+1)D: where in the network time matters.
+* **The paper's figure**: accuracy against MACs of the bottom-heavy and top-heavy families (two
+  lines), all_2d / all_3d / all_sep, and the searched front, on the same axes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "families_data",
+    "heatmap_data",
+    "hypervolume",
+    "hypervolume_data",
+    "pareto_data",
+    "push_dashboard_figures",
+    "study_figures",
+]
+
+KINDS = ("2d", "3d", "sep", "2plus1d")
+KIND_LABEL = {"2d": "2D", "3d": "3D", "sep": "separable", "2plus1d": "R(2+1)D"}
+
+
+def _key(placement: Any) -> str:
+    return json.dumps(placement, sort_keys=True, separators=(",", ":"))
+
+
+def _complete(trials: Sequence[Any]) -> list[Any]:
+    """Completed, feasible trials that were evaluated (reused copies left out)."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in trials:
+        if t.state != TrialState.COMPLETE or t.user_attrs.get("status") == "reused":
+            continue
+        if any(v > 0 for v in t.constraints.values()):
+            continue
+        out.append(t)
+    return out
+
+
+def _objective_index(study: Any, name: str) -> int | None:
+    names = study.metric_names or []
+    return names.index(name) if name in names else None
+
+
+def _signed(study: Any, values: Sequence[float]) -> list[float]:
+    """Values turned into minimisation."""
+    return [v if d.name == "MINIMIZE" else -v for v, d in zip(values, study.directions)]
+
+
+def pareto_indices(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the non-dominated points (all objectives minimised; duplicates all kept)."""
+    out = []
+    for i, p in enumerate(points):
+        if not any(
+            all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p))
+            for j, q in enumerate(points)
+            if j != i
+        ):
+            out.append(i)
+    return out
+
+
+def pareto_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Every evaluated trial with its accuracy, MACs and placement; which are on the front."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    done = _complete(trials)
+    front = {done[i].number for i in pareto_indices([_signed(study, t.values) for t in done])}
+    points = [
+        {
+            "trial": t.number,
+            "accuracy": t.user_attrs.get("accuracy"),
+            "macs": t.user_attrs.get("macs"),
+            "params": t.user_attrs.get("params"),
+            "placement": t.user_attrs.get("placement_string"),
+            "named": t.user_attrs.get("named"),
+            "on_front": t.number in front,
+        }
+        for t in done
+    ]
+    ordered = sorted((p for p in points if p["on_front"]), key=lambda p: (p["macs"], -p["accuracy"]))
+    other = [
+        {
+            "trial": t.number,
+            "status": t.user_attrs.get("status", t.state.name.lower()),
+            "macs": t.user_attrs.get("macs"),
+            "placement": t.user_attrs.get("placement_string"),
+            "accuracy": t.user_attrs.get("accuracy"),
+        }
+        for t in trials
+        if t not in done and t.user_attrs.get("status") in ("early_stopped", "infeasible")
+    ]
+    return {
+        "target_input": study.user_attrs.get("target_input"),
+        "points": points,
+        "front": ordered,
+        "named": [p for p in points if p["named"]],
+        "not_on_front": other,
+    }
+
+
+def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """Hypervolume dominated by ``points`` (minimisation) up to ``reference``."""
+    pts = [tuple(p) for p in points if all(a < r for a, r in zip(p, reference))]
+    if not pts:
+        return 0.0
+    if len(reference) == 2:  # exact sweep
+        pts.sort()
+        area, best_y = 0.0, reference[1]
+        for i, (x, y) in enumerate(pts):
+            if y < best_y:
+                nxt = reference[0]
+                area += (nxt - x) * (best_y - y)
+                best_y = y
+        return area
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    return float(compute_hypervolume(np.asarray(pts, dtype=float), np.asarray(reference, dtype=float)))
+
+
+def _reference(study: Any, done: Sequence[Any]) -> list[float]:
+    ref = []
+    for i, d in enumerate(study.directions):
+        if d.name == "MAXIMIZE":
+            ref.append(0.0)  # accuracy 0 (minimised as -accuracy: reference 0)
+        else:
+            ref.append(1.1 * max((t.values[i] for t in done), default=1.0) or 1.0)
+    return ref
+
+
+def hypervolume_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Hypervolume after each trial (in trial-number order), as a fraction of the reference box."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    done = _complete(trials)
+    ref = _reference(study, done)
+    scale = [r if d.name == "MINIMIZE" else 1.0 for r, d in zip(ref, study.directions)]
+    norm_ref = [1.0 if d.name == "MINIMIZE" else 0.0 for d in study.directions]
+    history, seen = [], []
+    by_number = {t.number: t for t in done}
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.number in by_number:
+            seen.append([v / s for v, s in zip(_signed(study, t.values), scale)])
+        if t.state.is_finished():
+            history.append({"trial": t.number, "hypervolume": hypervolume(seen, norm_ref)})
+    return {
+        "reference": {n: r for n, r in zip(study.metric_names or [], ref)},
+        "history": history,
+    }
+
+
+def heatmap_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Share of Pareto-optimal trials using each op kind, per group of positions."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    done = _complete(trials)
+    front = [done[i] for i in pareto_indices([_signed(study, t.values) for t in done])]
+    groups = list(study.user_attrs.get("groups") or (front[0].params.keys() if front else []))
+    counts = {g: dict.fromkeys(KINDS, 0) for g in groups}
+    for t in front:
+        for g in groups:
+            token = str(t.params.get(g, ""))
+            kind = token.split(":")[0]
+            if kind in counts[g]:
+                counts[g][kind] += 1
+    n = len(front)
+    return {
+        "groups": groups,
+        "kinds": list(KINDS),
+        "pareto_trials": n,
+        "share": [[counts[g][k] / n if n else 0.0 for k in KINDS] for g in groups],
+        "counts": [[counts[g][k] for k in KINDS] for g in groups],
+    }
+
+
+def families_data(study: Any, space: Any, trials: Sequence[Any] | None = None) -> dict[str, Any]:
+    """The paper's figure: bottom-heavy and top-heavy families, uniform placements and the front."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    done = _complete(trials)
+    by_key: dict[str, Any] = {}
+    for t in done:
+        by_key.setdefault(_key(t.user_attrs.get("placement")), t)
+    n_groups = len(space.groups)
+
+    def lookup(name: str) -> dict[str, Any]:
+        npl = space.named.get(name)
+        t = by_key.get(_key(npl.placement.to_dict())) if npl is not None else None
+        return {
+            "name": name,
+            "trial": t.number if t else None,
+            "accuracy": t.user_attrs.get("accuracy") if t else None,
+            "macs": t.user_attrs.get("macs") if t else None,
+        }
+
+    lines = {}
+    for family in ("bottom_heavy", "top_heavy"):
+        members = [lookup(f"{family}_{k}") for k in range(n_groups + 1)]
+        lines[family] = members
+    uniform = [lookup(n) for n in ("all_2d", "all_3d", "all_sep") if n in space.named]
+    missing = [m["name"] for ms in lines.values() for m in ms if m["trial"] is None] + [
+        u["name"] for u in uniform if u["trial"] is None
+    ]
+    return {
+        "family_kind": space.family_kind,
+        "lines": lines,
+        "uniform": uniform,
+        "front": pareto_data(study, trials)["front"],
+        "missing": missing,
+    }
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+def _gmacs(v: float | None) -> float | None:
+    return None if v is None else v / 1e9
+
+
+def pareto_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    pts = data["points"]
+    off = [p for p in pts if not p["on_front"]]
+    fig.add_trace(
+        go.Scatter(
+            x=[_gmacs(p["macs"]) for p in off],
+            y=[p["accuracy"] for p in off],
+            mode="markers",
+            name="evaluated",
+            marker={"color": "#9aa5b1", "size": 7},
+            text=[f"trial {p['trial']}<br>{p['placement']}" for p in off],
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+        )
+    )
+    front = data["front"]
+    fig.add_trace(
+        go.Scatter(
+            x=[_gmacs(p["macs"]) for p in front],
+            y=[p["accuracy"] for p in front],
+            mode="lines+markers",
+            line={"shape": "hv", "color": "#d62728"},
+            marker={"size": 9},
+            name="Pareto front",
+            text=[f"trial {p['trial']}<br>{p['placement']}" for p in front],
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+        )
+    )
+    named = data["named"]
+    if named:
+        fig.add_trace(
+            go.Scatter(
+                x=[_gmacs(p["macs"]) for p in named],
+                y=[p["accuracy"] for p in named],
+                mode="markers+text",
+                marker={"symbol": "diamond-open", "size": 14, "color": "#1f77b4", "line": {"width": 2}},
+                text=[p["named"] for p in named],
+                textposition="top center",
+                name="named placements",
+                hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=f"Pareto front: proxy accuracy vs MACs at {data.get('target_input') or 'the target input'}",
+        xaxis_title="GMACs (multiply-adds, batch 1; FLOPs = 2 x MACs)",
+        yaxis_title="proxy top-1 accuracy",
+    )
+    return fig
+
+
+def hypervolume_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    h = data["history"]
+    fig = go.Figure(
+        go.Scatter(
+            x=[p["trial"] for p in h],
+            y=[p["hypervolume"] for p in h],
+            mode="lines+markers",
+            line={"shape": "hv"},
+            name="hypervolume",
+        )
+    )
+    ref = ", ".join(f"{k} {v:.4g}" for k, v in data["reference"].items())
+    fig.update_layout(
+        title=f"Hypervolume history (reference point: {ref}; costs scaled by it)",
+        xaxis={"title": {"text": "trial"}, "tickformat": "d"},
+        yaxis_title="hypervolume (fraction of the reference box)",
+    )
+    return fig
+
+
+def heatmap_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Heatmap(
+            z=data["share"],
+            x=[KIND_LABEL[k] for k in data["kinds"]],
+            y=data["groups"],
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            text=[[f"{c}" for c in row] for row in data["counts"]],
+            hovertemplate="%{y}: %{x} in %{z:.0%} of Pareto trials (%{text})<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Op kind by position on the Pareto front ({data['pareto_trials']} trials): where time matters",
+        yaxis={"autorange": "reversed", "title": {"text": "position (input at the top)"}},
+    )
+    return fig
+
+
+def families_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    colors = {"bottom_heavy": "#ff7f0e", "top_heavy": "#2ca02c"}
+    for family, members in data["lines"].items():
+        have = [m for m in members if m["trial"] is not None]
+        fig.add_trace(
+            go.Scatter(
+                x=[_gmacs(m["macs"]) for m in have],
+                y=[m["accuracy"] for m in have],
+                mode="lines+markers",
+                name=f"{family.replace('_', '-')} ({data['family_kind']})",
+                line={"color": colors[family]},
+                text=[m["name"] for m in have],
+                hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+            )
+        )
+    uni = [u for u in data["uniform"] if u["trial"] is not None]
+    fig.add_trace(
+        go.Scatter(
+            x=[_gmacs(u["macs"]) for u in uni],
+            y=[u["accuracy"] for u in uni],
+            mode="markers+text",
+            text=[u["name"] for u in uni],
+            textposition="bottom center",
+            marker={"symbol": "square", "size": 11, "color": "#444"},
+            name="uniform",
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+        )
+    )
+    front = data["front"]
+    fig.add_trace(
+        go.Scatter(
+            x=[_gmacs(p["macs"]) for p in front],
+            y=[p["accuracy"] for p in front],
+            mode="lines+markers",
+            line={"shape": "hv", "color": "#d62728", "dash": "dot"},
+            name="searched Pareto front",
+            text=[f"trial {p['trial']}<br>{p['placement']}" for p in front],
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+        )
+    )
+    title = "Bottom-heavy vs top-heavy (Xie et al. 2018) and the searched front"
+    if data["missing"]:
+        title += f"<br><sup>not evaluated in this study: {', '.join(data['missing'][:8])}"
+        title += "..." if len(data["missing"]) > 8 else ""
+        title += " (list them in evaluate_first)</sup>"
+    fig.update_layout(
+        title=title,
+        xaxis_title="GMACs (multiply-adds, batch 1)",
+        yaxis_title="proxy top-1 accuracy",
+    )
+    return fig
+
+
+def study_figures(study: Any, space: Any | None = None) -> dict[str, Any]:
+    """``{id: plotly figure}`` for a study (the families figure needs its space)."""
+    trials = study.get_trials(deepcopy=False)
+    figs = {
+        "pareto_front": pareto_figure(pareto_data(study, trials)),
+        "hypervolume": hypervolume_figure(hypervolume_data(study, trials)),
+        "placement_heatmap": heatmap_figure(heatmap_data(study, trials)),
+    }
+    if space is not None:
+        figs["families"] = families_figure(families_data(study, space, trials))
+    return figs
+
+
+def push_dashboard_figures(study: Any, space: Any | None = None) -> list[str]:
+    """Save the study's figures as optuna-dashboard plots (overwriting the previous ones)."""
+    from optuna_dashboard import save_plotly_graph_object
+
+    ids = []
+    for gid, fig in study_figures(study, space).items():
+        ids.append(save_plotly_graph_object(study, fig, graph_object_id=f"placement_search_{gid}"))
+    return ids
