@@ -22,7 +22,7 @@ from test_search_driver import instant_trial
 
 from placement_search.search import SearchDriver, load_study_config
 from placement_search.search import figures as F
-from placement_search.search.report import render_report, report_data
+from placement_search.search.report import report_data
 from placement_search.space import load_space
 
 ray.cloudpickle.register_pickle_by_value(sys.modules["test_search_driver"])
@@ -52,7 +52,7 @@ def _study_with(values_and_tokens):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy", "macs"])
     study.set_user_attr("groups", [g.name for g in space.groups])
-    for i, (acc, macs, tokens) in enumerate(values_and_tokens):
+    for acc, macs, tokens in values_and_tokens:
         p = space.from_group_tokens(tokens.split())
         study.add_trial(
             optuna.trial.create_trial(

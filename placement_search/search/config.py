@@ -31,9 +31,9 @@ else:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_STORAGE",
-    "ArtifactsConfig",
     "OBJECTIVES",
     "SAMPLERS",
+    "ArtifactsConfig",
     "Constraints",
     "DataConfig",
     "EarlyStopping",

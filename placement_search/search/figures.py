@@ -123,7 +123,7 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
     if len(reference) == 2:  # exact sweep
         pts.sort()
         area, best_y = 0.0, reference[1]
-        for i, (x, y) in enumerate(pts):
+        for x, y in pts:
             if y < best_y:
                 nxt = reference[0]
                 area += (nxt - x) * (best_y - y)
