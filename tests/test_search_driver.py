@@ -256,3 +256,25 @@ def test_pareto_rows_are_the_non_dominated_trials(tmp_path):
     assert {r["trial"] for r in rows} == expected
     assert [r["macs"] for r in rows] == sorted(r["macs"] for r in rows)
     assert all(set(r) >= {"trial", "placement", "accuracy", "macs", "params"} for r in rows)
+
+
+def test_a_second_driver_on_a_running_study_is_refused(tmp_path):
+    import socket
+    import subprocess
+    import time
+
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(write_study(tmp_path, trials=1))
+    SearchDriver(cfg, storage=url, trial_fn=instant_trial).run()
+    assert load(url).user_attrs["driver"] is None  # released at the end
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        load(url).set_user_attr("driver", {"host": socket.gethostname(), "pid": other.pid, "heartbeat": time.time()})
+        with pytest.raises(UserError, match=f"being run by process {other.pid}"):
+            SearchDriver(cfg, storage=url, trials=2, trial_fn=instant_trial).run()
+    finally:
+        other.kill()
+        other.wait()
+    # that process is gone: its claim is stale and the study resumes
+    r = SearchDriver(cfg, storage=url, trials=2, trial_fn=instant_trial).run()
+    assert r.counted == 2

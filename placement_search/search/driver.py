@@ -30,6 +30,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -51,6 +52,9 @@ __all__ = ["RunResult", "SearchDriver", "canonical_key"]
 _WORKER_DEATH = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "ActorDiedError")
 #: proposals in a row that need no training before the driver decides the sampler is stuck
 MAX_IDLE_PROPOSALS = 200
+#: the driver records a heartbeat this often; a driver silent for HEARTBEAT_STALE_S is taken as dead
+HEARTBEAT_EVERY_S = 10.0
+HEARTBEAT_STALE_S = 60.0
 
 
 def canonical_key(placement: Placement) -> str:
@@ -418,6 +422,7 @@ class SearchDriver:
     def run(self) -> RunResult:
         quiet_optuna()
         _, created = self._open_study()
+        self._claim()
         recovered = self._recover()
         self._build_mirror()
         result = RunResult(self.study_name, self.storage_url, created, self.counted, self.target_trials)
@@ -427,8 +432,10 @@ class SearchDriver:
         )
         if self._done_reason() is None:
             self._start_ray()
-            old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-            old_term = signal.signal(signal.SIGTERM, self._on_term)
+            main = threading.current_thread() is threading.main_thread()
+            if main:  # Ctrl-C and SIGTERM stop the study cleanly (signals reach the main thread only)
+                old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+                old_term = signal.signal(signal.SIGTERM, self._on_term)
             try:
                 self._loop(result)
             except (KeyboardInterrupt, _Interrupt):
@@ -436,8 +443,9 @@ class SearchDriver:
                 result.interrupted = True
                 result.stop_reason = "interrupted: running trials were cancelled and queued for the next run"
             finally:
-                signal.signal(signal.SIGINT, old_int)
-                signal.signal(signal.SIGTERM, old_term)
+                if main:
+                    signal.signal(signal.SIGINT, old_int)
+                    signal.signal(signal.SIGTERM, old_term)
                 self._push_figures(force=True)
                 if self._own_ray:
                     import ray
@@ -445,11 +453,51 @@ class SearchDriver:
                     ray.shutdown()
         else:
             result.stop_reason = self._done_reason() or ""
+        self._release()
         result.counted = self.counted
         result.by_status = dict(sorted(self.by_status.items()))
         result.elapsed_s = time.monotonic() - self.started
         self.on_event("end", asdict(result))
         return result
+
+    # -- one driver per study ---------------------------------------------------------------------
+    def _claim(self) -> None:
+        """Mark the study as run by this process; refuse if another live driver runs it (its
+        trials would be failed as stale by this one)."""
+        import socket
+
+        other = self.study.user_attrs.get("driver")
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        if other and (other.get("host"), other.get("pid")) != (me["host"], me["pid"]):
+            age = time.time() - float(other.get("heartbeat", 0))
+            alive = age < HEARTBEAT_STALE_S
+            if alive and other.get("host") == me["host"]:
+                try:
+                    os.kill(int(other["pid"]), 0)
+                except (ProcessLookupError, ValueError):
+                    alive = False  # that process is gone (killed): its trials are stale
+                except PermissionError:
+                    pass
+            if alive:
+                raise UserError(
+                    f"study {self.study_name!r} is being run by process {other.get('pid')} on {other.get('host')} "
+                    f"(last heartbeat {age:.0f} s ago); one driver per study. Stop it first, or wait "
+                    f"{HEARTBEAT_STALE_S:.0f} s if it was killed on another machine"
+                )
+        self._me = me
+        self._heartbeat(force=True)
+
+    def _heartbeat(self, *, force: bool = False) -> None:
+        now = time.time()
+        if force or now - getattr(self, "_last_beat", 0.0) >= HEARTBEAT_EVERY_S:
+            self._last_beat = now
+            self.study.set_user_attr("driver", {**self._me, "heartbeat": now})
+
+    def _release(self) -> None:
+        try:
+            self.study.set_user_attr("driver", None)
+        except Exception:
+            pass
 
     def _push_figures(self, *, force: bool = False) -> None:
         """Refresh the study's optuna-dashboard figures (Pareto front, hypervolume, placement
@@ -505,6 +553,7 @@ class SearchDriver:
             for gen in ready:
                 self._advance(gen)
             self.on_event("tick", self.snapshot())
+            self._heartbeat()
             if time.monotonic() - self._last_push >= self.cfg.artifacts.figures_every:
                 self._push_figures()
         result.stop_reason = stop or ""
