@@ -12,12 +12,16 @@ The Python API mirrors the command line::
     from placement_search.data import make_data
     data = make_data("synthetic")                          # or a folder / list file of videos
     result = train_proxy(lambda: space.build("s3d", num_classes=data.num_classes), data, ProxyBudget())
+
+    from placement_search import load_architecture        # an exported search result
+    model = load_architecture("exports/trial-0007", num_classes=400)
 """
 
 from ._version import __version__
 from .cost import Cost, measure, meta_build
 from .enumerate import PlacementCosts
 from .errors import UserError
+from .export import load_architecture
 from .latency import Latency, measure_latency
 from .ops import OP_KINDS, TEMPORAL_KINDS, build_op, register_op
 from .placement import Choice, Placement
@@ -41,6 +45,7 @@ __all__ = [
     "__version__",
     "build_op",
     "list_spaces",
+    "load_architecture",
     "load_space",
     "measure",
     "measure_latency",

@@ -590,8 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .analysis.commands import add_parsers as add_analysis_parsers
     from .search.commands import add_parsers
+    from .search.export_cmd import add_parsers as add_export_parsers
 
     add_parsers(sub)
+    add_export_parsers(sub)
     add_analysis_parsers(sub)
     return parser
 

@@ -233,6 +233,7 @@ class SearchDriver:
             study.set_user_attr("config", json.loads(json.dumps(self.cfg.to_dict(), default=str)))
             study.set_user_attr("target_input", self.target_input)
             study.set_user_attr("proxy_input", self.proxy_input)
+            study.set_user_attr("proxy_num_classes", self.proxy_costs.num_classes)
             study.set_user_attr("placement_search_version", __version__)
             study.set_user_attr("groups", [g.name for g in self.space.groups])
             if self.space.path is not None and Path(self.space.path).is_file():
