@@ -16,6 +16,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/placement-search run studies/quickstart.toml
+	$(BIN)/placement-search report --study quickstart -o quickstart-report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
