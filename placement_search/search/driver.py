@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import signal
 import threading
@@ -44,6 +43,7 @@ from ..placement import Placement
 from ..space import SearchSpace, load_space
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .early_stop import Reference
+from .fastsql import create_trial, finish_trial
 from .storage import COUNTED, FINAL, open_storage, quiet_optuna, trial_status
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
@@ -194,7 +194,7 @@ class SearchDriver:
         self.counted = 0
         self.by_status: dict[str, int] = {}
         self.idle_proposals = 0
-        self._front: int | None = None
+        self._front_points: list[tuple[float, ...]] = []
         self.started = time.monotonic()
         self._last_push = self.started
         self._pushed_at = -1  # number of finished trials at the last figure push
@@ -348,6 +348,7 @@ class SearchDriver:
                     "user_attrs": dict(t.user_attrs),
                     "system_attrs": {k: v for k, v in t.system_attrs.items() if k.startswith("constraints:")},
                 }
+                self._update_front(self.outcomes[key])
             self._add_reference(t.number, t.user_attrs, status)
 
     @staticmethod
@@ -571,20 +572,20 @@ class SearchDriver:
         }
 
     def _pareto_size(self) -> int:
-        """Size of the current Pareto front of feasible completed trials (cached until one completes)."""
-        if self._front is None:
-            pts = [
-                tuple(v if d == "minimize" else -v for v, d in zip(o["values"], self.cfg.directions))
-                for o in self.outcomes.values()
-                if o["status"] == "ok" and all(c <= 0 for c in o["system_attrs"].values())
-            ]
-            pts = sorted(set(pts))
-            front: list[tuple[float, ...]] = []
-            for p in pts:  # sorted: a point can only be dominated by an earlier one
-                if not any(all(a <= b for a, b in zip(q, p)) for q in front):
-                    front.append(p)
-            self._front = len(front)
-        return self._front
+        """Size of the current Pareto front of feasible completed trials (kept up to date)."""
+        return len(self._front_points)
+
+    def _update_front(self, outcome: dict[str, Any]) -> None:
+        if outcome["status"] != "ok" or not outcome["values"] or any(c > 0 for c in outcome["system_attrs"].values()):
+            return
+        p = tuple(v if d == "minimize" else -v for v, d in zip(outcome["values"], self.cfg.directions))
+
+        def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+            return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+        if p in self._front_points or any(dominates(q, p) for q in self._front_points):
+            return
+        self._front_points = [q for q in self._front_points if not dominates(p, q)] + [p]
 
     # -- proposing ----------------------------------------------------------------------------
     def _propose(self) -> None:
@@ -669,6 +670,18 @@ class SearchDriver:
         frozen = self._mirror_frozen(mt)
         system_attrs = {k: v for k, v in frozen.system_attrs.items() if k != "fixed_params"}
         if rdb_waiting is None:
+            fast = create_trial(
+                self.storage,
+                self.study_id,
+                state=state,
+                params=mt.params,
+                distributions=self.dists,
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
+                values=values,
+            )
+            if fast is not None:
+                return fast
             now = _now()
             template = FrozenTrial(
                 number=0,
@@ -707,7 +720,9 @@ class SearchDriver:
         values: list[float] | None,
     ) -> None:
         """Attributes (and the final state) of a trial in one transaction where the storage allows."""
-        if state is not None and not _one_transaction(self.storage, trial_id, user_attrs, system_attrs, state, values):
+        if state is not None and not finish_trial(
+            self.storage, trial_id, state=state, user_attrs=user_attrs, system_attrs=system_attrs, values=values
+        ):
             for k, v in user_attrs.items():
                 self.storage.set_trial_user_attr(trial_id, k, v)
             for k, v in system_attrs.items():
@@ -725,7 +740,7 @@ class SearchDriver:
             self.counted += 1
         if key and outcome and status in FINAL and key not in self.outcomes:
             self.outcomes[key] = outcome
-            self._front = None
+            self._update_front(outcome)
 
     def _record_reused(
         self, mt: Any, rdb_waiting: tuple[int, int] | None, key: str, costs: dict[str, Any], extra: dict[str, Any]
@@ -742,8 +757,14 @@ class SearchDriver:
         state = src["state"]
         values = src["values"] if state == TrialState.COMPLETE else None
         self._tell_mirror(mt, state, values)
-        _, number = self._write_new(mt, rdb_waiting, state, values, ua)
         self.by_status["reused"] = self.by_status.get("reused", 0) + 1
+        if rdb_waiting is None:
+            # the sampler proposed a placement it had already seen: it is told the earlier result
+            # (on its in-memory copy), and the study keeps each architecture once
+            self.on_event("reused", {"number": None, "from": src["number"], "placement": ua.get("placement_string")})
+            return
+        # a queued trial (named placement, re-queued after a crash) is already a row: complete it
+        _, number = self._write_new(mt, rdb_waiting, state, values, ua)
         self.on_event("reused", {"number": number, "from": src["number"], "placement": ua.get("placement_string")})
 
     def _set_constraints(self, mt: Any, violations: dict[str, float]) -> dict[str, Any]:
@@ -988,15 +1009,10 @@ class SearchDriver:
 
     def _on_front(self, values: list[float]) -> bool:
         """Whether a completed trial with these values is Pareto-optimal among those recorded."""
-        signs = [1.0 if d == "minimize" else -1.0 for d in self.cfg.directions]
-        p = [s * v for s, v in zip(signs, values)]
-        for o in self.outcomes.values():
-            if o["status"] != "ok" or not o["values"] or any(c > 0 for c in o["system_attrs"].values()):
-                continue
-            q = [s * v for s, v in zip(signs, o["values"])]
-            if all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p)):
-                return False
-        return True
+        p = [v if d == "minimize" else -v for v, d in zip(values, self.cfg.directions)]
+        return not any(
+            all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p)) for q in self._front_points
+        )
 
     def _artifacts(
         self, fl: _InFlight, final: dict[str, Any], ua: dict[str, Any], values: list[float] | None
@@ -1067,33 +1083,3 @@ class SearchDriver:
             except Exception:
                 continue  # left RUNNING: the next run recovers it
             self.by_status["interrupted"] = self.by_status.get("interrupted", 0) + 1
-
-
-def _one_transaction(
-    storage: Any, trial_id: int, user_attrs: dict[str, Any], system_attrs: dict[str, Any], state: Any, values: Any
-) -> bool:
-    """Finish a trial in one SQL transaction (Optuna's RDB storage commits each attribute on its
-    own). Returns False where this storage's internals are not the ones expected; the caller
-    then uses the public, one-commit-per-attribute API."""
-    try:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import RDBStorage, _create_scoped_session
-    except ImportError:
-        return False
-    rdb = getattr(storage, "_backend", storage)
-    if not isinstance(rdb, RDBStorage) or not hasattr(rdb, "_set_trial_attr_without_commit"):
-        return False
-    with _create_scoped_session(rdb.scoped_session, True) as session:
-        for k, v in user_attrs.items():
-            rdb._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, k, v)
-        for k, v in system_attrs.items():
-            rdb._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel, trial_id, k, v)
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-        rdb.check_trial_is_updatable(trial_id, trial.state)  # type: ignore[arg-type]
-        for i, v in enumerate(values or []):
-            if not math.isfinite(v):
-                raise ValueError(f"objective {i} is {v}")
-            rdb._set_trial_value_without_commit(session, trial, i, v)
-        trial.state = state
-        trial.datetime_complete = _now()
-    return True
