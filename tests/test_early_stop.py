@@ -70,3 +70,24 @@ def test_worker_runs_to_the_end_when_nothing_dominates():
     final = list(run_trial(spec))[-1]
     assert final["result"]["status"] == "ok" and final["result"]["steps_done"] == 6
     assert final["stopped_by"] == []
+
+
+def test_compact_reference_decides_the_same():
+    import random
+
+    from placement_search.search.early_stop import compact
+
+    rng = random.Random(0)
+    for _ in range(200):
+        refs = [
+            Reference(i, rng.randrange(1, 100), {s: rng.random() for s in (40, 80) if rng.random() < 0.8})
+            for i in range(rng.randrange(0, 30))
+        ]
+        macs, step, acc = rng.randrange(1, 100), rng.choice((40, 80)), rng.random()
+        k = rng.randrange(1, 4)
+        kw = {"margin": 0.05, "min_trials": rng.randrange(1, 6), "min_dominating": k}
+        full = should_stop(step, acc, macs, refs, **kw)
+        small, counts = compact(refs, macs, keep=k)
+        assert len(small) <= 2 * k  # at most k per evaluated step
+        fast = should_stop(step, acc, macs, small, counts=counts, **kw)
+        assert bool(fast) == bool(full) and set(fast) <= set(full)

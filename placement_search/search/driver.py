@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import random
 import signal
 import threading
 import time
@@ -42,7 +43,7 @@ from ..errors import UserError
 from ..placement import Placement
 from ..space import SearchSpace, load_space
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
-from .early_stop import Reference
+from .early_stop import Reference, compact
 from .fastsql import create_trial, finish_trial
 from .storage import COUNTED, FINAL, open_storage, quiet_optuna, trial_status
 
@@ -195,6 +196,8 @@ class SearchDriver:
         self.by_status: dict[str, int] = {}
         self.idle_proposals = 0
         self._front_points: list[tuple[float, ...]] = []
+        self.neighbours: deque[tuple[dict[str, str], int | None]] = deque()
+        self.rng = random.Random(0)
         self.started = time.monotonic()
         self._last_push = self.started
         self._pushed_at = -1  # number of finished trials at the last figure push
@@ -325,6 +328,7 @@ class SearchDriver:
         # a resumed study must not replay the first run's random draws: the seed moves on with
         # the study's size (a fresh study with a given seed is reproducible, and so is a resume)
         seed = (self.cfg.seed + 7919 * len(trials)) % 2**32
+        self.rng = random.Random(seed)
         self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=_sampler(self.cfg, seed))
         finished = [t for t in trials if t.state.is_finished()]
         self.mirror.add_trials(finished)
@@ -599,16 +603,24 @@ class SearchDriver:
             if "retry_of" in ua:
                 extra["retry_of"] = ua["retry_of"]
             self.mirror.enqueue_trial(params)
+        elif self.neighbours:
+            params, origin = self.neighbours.popleft()
+            extra["neighbour_of"] = origin
+            self.mirror.enqueue_trial(params)
         mt = self.mirror.ask(self.dists)
         placement = self.space.from_group_tokens({g: str(v) for g, v in mt.params.items()}, "sampled placement")
         key = canonical_key(placement)
         if named:
             extra["named"] = named
+        inflight = any(fl.key == key for fl in self.inflight.values())
+        if rdb_waiting is None and (key in self.outcomes or inflight):
+            self._repeat(mt, key)
+            return
         costs = self._costs(placement)
         if key in self.outcomes:
             self._record_reused(mt, rdb_waiting, key, costs, extra)
             return
-        if any(fl.key == key for fl in self.inflight.values()):
+        if inflight:
             self.dup_waiting.setdefault(key, []).append((mt, rdb_waiting, named))
             self.idle_proposals += 1
             return
@@ -618,6 +630,35 @@ class SearchDriver:
             return
         self.idle_proposals = 0
         self._dispatch(mt, rdb_waiting, key, placement, costs, violations, extra)
+
+    def _repeat(self, mt: Any, key: str) -> None:
+        """The sampler proposed a placement already evaluated (or running). TPE does this often
+        once it has found good regions. The proposal is dropped (told FAIL on the sampler's
+        copy, so that each architecture is observed once) and a one-decision neighbour of it
+        that has not been evaluated is queued instead: local search around what the sampler
+        likes, at no sampling cost."""
+        from optuna.trial import TrialState
+
+        self.mirror.tell(mt, state=TrialState.FAIL)
+        self.by_status["repeat"] = self.by_status.get("repeat", 0) + 1
+        self.idle_proposals += 1
+        origin = self.outcomes[key]["number"] if key in self.outcomes else None
+        taken = set(self.outcomes) | {fl.key for fl in self.inflight.values()} | self._queued_keys()
+        groups = list(self.space.groups)
+        for _ in range(4 * len(groups)):
+            g = groups[self.rng.randrange(len(groups))]
+            current = str(mt.params[g.name])
+            options = [t for t in g.tokens if t != current]
+            if not options:
+                continue
+            params = {**{k: str(v) for k, v in mt.params.items()}, g.name: options[self.rng.randrange(len(options))]}
+            cand = canonical_key(self.space.from_group_tokens(params, "neighbour"))
+            if cand not in taken:
+                self.neighbours.append((params, origin))
+                return
+
+    def _queued_keys(self) -> set[str]:
+        return {canonical_key(self.space.from_group_tokens(p, "neighbour")) for p, _ in self.neighbours}
 
     def _costs(self, p: Placement) -> dict[str, Any]:
         macs, params = self.target_costs.cost(p)
@@ -654,7 +695,11 @@ class SearchDriver:
 
     # -- writing trials ---------------------------------------------------------------------
     def _mirror_frozen(self, mt: Any) -> Any:
-        return self.mirror.get_trials(deepcopy=False)[mt.number]
+        # the storage's own lookup is O(1); ``study.get_trials()[n]`` lists every trial
+        getter = getattr(self.mirror._storage, "get_trial", None)
+        if getter is not None:
+            return getter(mt._trial_id)
+        return self.mirror.get_trials(deepcopy=False)[mt.number]  # pragma: no cover
 
     def _write_new(
         self,
@@ -855,14 +900,15 @@ class SearchDriver:
             }
         es = cfg.early_stopping
         if es.enabled and cfg.proxy.eval_every:
+            refs, counts = compact(self.reference, costs["macs"], keep=max(es.min_dominating, 3))
             spec["early_stopping"] = {
                 "margin": es.margin,
                 "min_trials": es.min_trials,
                 "min_dominating": es.min_dominating,
                 "reference": [
-                    {"trial": r.trial, "macs": r.macs, "curve": {str(s): a for s, a in r.curve.items()}}
-                    for r in self.reference
+                    {"trial": r.trial, "macs": r.macs, "curve": {str(s): a for s, a in r.curve.items()}} for r in refs
                 ],
+                "counts": {str(s): n for s, n in counts.items()},
             }
         fl = _InFlight(number, trial_id, mt, key, placement, costs, spec, named=extra.get("named"))
         fl.info["ua0"] = ua

@@ -32,18 +32,26 @@ def rdb_backend(storage: Any) -> Any | None:
     return rdb if isinstance(rdb, RDBStorage) and hasattr(rdb, "scoped_session") else None
 
 
-def _attr_rows(model: Any, trial_id: int, attrs: Mapping[str, Any]) -> list[Any]:
-    return [model(trial_id=trial_id, key=k, value_json=json.dumps(v)) for k, v in attrs.items()]
+def _attr_rows(trial_id: int, attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
 
 
-def _value_rows(models: Any, trial_id: int, values: Sequence[float] | None) -> list[Any]:
+def _value_rows(models: Any, trial_id: int, values: Sequence[float] | None) -> list[dict[str, Any]]:
     rows = []
     for i, v in enumerate(values or []):
         if math.isnan(v):
             raise ValueError(f"objective {i} is NaN")
         stored, kind = models.TrialValueModel.value_to_stored_repr(v)
-        rows.append(models.TrialValueModel(trial_id=trial_id, objective=i, value=stored, value_type=kind))
+        rows.append({"trial_id": trial_id, "objective": i, "value": stored, "value_type": kind})
     return rows
+
+
+def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT (executemany) per table, without building ORM objects."""
+    if rows:
+        from sqlalchemy import insert
+
+        session.execute(insert(model), rows)
 
 
 def create_trial(
@@ -79,19 +87,22 @@ def create_trial(
         session.add(trial)
         session.flush()
         tid = int(trial.trial_id)
-        rows: list[Any] = [
-            models.TrialParamModel(
-                trial_id=tid,
-                param_name=name,
-                param_value=distributions[name].to_internal_repr(value),
-                distribution_json=distribution_to_json(distributions[name]),
-            )
-            for name, value in params.items()
-        ]
-        rows += _attr_rows(models.TrialUserAttributeModel, tid, user_attrs)
-        rows += _attr_rows(models.TrialSystemAttributeModel, tid, system_attrs)
-        rows += _value_rows(models, tid, values)
-        session.add_all(rows)
+        _insert(
+            session,
+            models.TrialParamModel,
+            [
+                {
+                    "trial_id": tid,
+                    "param_name": name,
+                    "param_value": distributions[name].to_internal_repr(value),
+                    "distribution_json": distribution_to_json(distributions[name]),
+                }
+                for name, value in params.items()
+            ],
+        )
+        _insert(session, models.TrialUserAttributeModel, _attr_rows(tid, user_attrs))
+        _insert(session, models.TrialSystemAttributeModel, _attr_rows(tid, system_attrs))
+        _insert(session, models.TrialValueModel, _value_rows(models, tid, values))
         trial.number = trial.count_past_trials(session)
         number = trial.number
     return int(tid), int(number)
@@ -125,10 +136,9 @@ def finish_trial(
                 session.query(model).filter(model.trial_id == trial_id, model.key.in_(list(attrs))).delete(
                     synchronize_session=False
                 )
-        rows = _attr_rows(models.TrialUserAttributeModel, trial_id, user_attrs)
-        rows += _attr_rows(models.TrialSystemAttributeModel, trial_id, system_attrs)
-        rows += _value_rows(models, trial_id, values)
-        session.add_all(rows)
+        _insert(session, models.TrialUserAttributeModel, _attr_rows(trial_id, user_attrs))
+        _insert(session, models.TrialSystemAttributeModel, _attr_rows(trial_id, system_attrs))
+        _insert(session, models.TrialValueModel, _value_rows(models, trial_id, values))
         trial.state = state
         trial.datetime_complete = _dt.datetime.now()
     return True

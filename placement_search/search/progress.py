@@ -46,7 +46,7 @@ class Progress:
         if snap.get("timeout"):
             left.append(snap["timeout"] - elapsed)
         remaining = f" | ~{_clock(min(left))} left" if left else ""
-        extra = "".join(f" | {by[k]} {k}" for k in ("infeasible", "reused") if by.get(k))
+        extra = "".join(f" | {by[k]} {k}" for k in ("infeasible", "reused", "repeat") if by.get(k))
         return (
             f"[{done}/{target} trials | {snap['running']} running | {failed} failed | {pruned} pruned{extra}"
             f" | Pareto {snap['pareto']} | {_clock(elapsed)} elapsed{remaining}]"

@@ -143,6 +143,7 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 margin=es["margin"],
                 min_trials=es["min_trials"],
                 min_dominating=es["min_dominating"],
+                counts={int(k): v for k, v in es["counts"].items()} if "counts" in es else None,
             )
             if dom:
                 stopped_by.extend(dom)
