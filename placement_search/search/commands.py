@@ -105,9 +105,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     base = f"--storage {storage} --study {driver.study_name}"
     print(
         "\nnext:\n"
-        f"  placement-search status {base}\n"
+        f"  placement-search dashboard {base}              # optuna-dashboard with figures and artifacts\n"
+        f"  placement-search report {base} -o {driver.study_name}-report.html\n"
+        f"  placement-search export {base} --pareto -o exported/ --format json,onnx --weights\n"
         f"  placement-search pareto {base} --json\n"
-        f"  optuna-dashboard {storage}        (pip install optuna-dashboard)\n"
         f"  optuna.load_study(study_name={driver.study_name!r}, storage={storage!r})"
     )
     return 130 if result.interrupted else 0
