@@ -609,6 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. piped into `head`
         return 0
+    except KeyboardInterrupt:
+        print("placement-search: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

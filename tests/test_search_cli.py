@@ -91,3 +91,13 @@ def test_unreachable_postgres_is_a_clear_error():
         timeout=60,
     )
     assert r.returncode == 2 and "cannot open" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_url_whose_driver_is_missing_is_a_clear_error():
+    r = subprocess.run(
+        [sys.executable, "-m", "placement_search", "studies", "--storage", "postgresql://u@127.0.0.1:9/x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "postgresql+psycopg2" in r.stderr

@@ -97,6 +97,8 @@ def test_defaults_of_a_minimal_file(tmp_path):
         ("trials = 3\n", ["space", "missing"]),
         ('space = "tiny"\nschema_version = 9\n', ["schema_version", "9"]),
         ('space = "tiny"\n[data\n', ["not valid TOML"]),
+        ('space = "tiny"\n[ray]\nnum_cpus = -1\n', ["[ray].num_cpus", "-1"]),
+        ('space = "tiny"\n[proxy]\ndevice = "cuda"\n', ["device = 'cuda'", "[resources] gpus"]),
     ],
 )
 def test_bad_files_name_the_file_field_and_value(tmp_path, text, expected):
@@ -145,3 +147,13 @@ def test_cli_run_with_a_bad_file_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in r.stderr
     assert str(p) in r.stderr and "[proxy].steps" in r.stderr and "'ten'" in r.stderr
     assert not (tmp_path / "placement-search.db").exists()  # nothing created for a bad file
+
+
+def test_a_relative_sqlite_storage_is_next_to_the_study_file(tmp_path):
+    (tmp_path / "studies").mkdir()
+    p = tmp_path / "studies" / "s.toml"
+    p.write_text('space = "tiny"\nstorage = "sqlite:///runs/s.db"\n')
+    cfg = load_study_config(p)
+    assert cfg.storage == f"sqlite:///{(tmp_path / 'studies' / 'runs' / 's.db').resolve()}"
+    p.write_text('space = "tiny"\nstorage = "sqlite:////abs/s.db"\n')
+    assert load_study_config(p).storage == "sqlite:////abs/s.db"

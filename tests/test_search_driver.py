@@ -278,3 +278,68 @@ def test_a_second_driver_on_a_running_study_is_refused(tmp_path):
     # that process is gone: its claim is stale and the study resumes
     r = SearchDriver(cfg, storage=url, trials=2, trial_fn=instant_trial).run()
     assert r.counted == 2
+
+
+def config_error_trial(spec):
+    """A worker that finds the study's set-up wrong (as unreadable data on a node would be)."""
+    from placement_search.errors import UserError as WorkerUserError
+
+    raise WorkerUserError("/data/videos: no readable videos for the train split")
+    yield  # pragma: no cover
+
+
+def latency_infeasible_trial(spec):
+    yield {"event": "latency", "latency_ms": 500.0, "device": "cpu"}
+    yield {"event": "infeasible", "latency_ms": 500.0, "reason": "latency 500 ms over max_latency_ms 1"}
+
+
+def test_resume_with_early_stopped_trials_keeps_sampling(tmp_path):
+    # multi-objective TPE sorts PRUNED trials by their intermediate values and fails; the
+    # sampler's copy of a resumed study must not carry them
+    url = sqlite_url(tmp_path)
+    path = write_study(tmp_path, trials=3, early_stopping=True)
+    path.write_text(
+        path.read_text().replace('sampler = "tpe"', 'sampler = "tpe"\nsampler_options = { n_startup_trials = 1 }')
+    )
+    cfg = load_study_config(path)
+    SearchDriver(cfg, storage=url, trial_fn=stopped_trial).run()
+    assert load(url).trials[0].intermediate_values == {3: 0.25}
+    r = SearchDriver(cfg, storage=url, trials=6, trial_fn=stopped_trial).run()
+    assert r.counted == 6 and r.by_status["early_stopped"] == 6
+
+
+def test_a_configuration_error_on_a_worker_stops_the_study_and_loses_nothing(tmp_path):
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(write_study(tmp_path, trials=5, evaluate_first=["all_2d"]))
+    with pytest.raises(UserError, match=r"(?s)no readable videos.*queued again"):
+        SearchDriver(cfg, storage=url, trial_fn=config_error_trial).run()
+    trials = load(url).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    # not counted as failed placements: they are queued for the next run
+    assert {t.user_attrs.get("status") for t in trials if t.state == TrialState.FAIL} == {"interrupted"}
+    assert any(t.state == TrialState.WAITING and t.user_attrs.get("named") == "all_2d" for t in trials)
+    r = SearchDriver(cfg, storage=url, trials=1, trial_fn=instant_trial).run()
+    (done,) = [t for t in load(url).trials if t.user_attrs.get("status") == "ok"]
+    assert r.counted == 1 and done.user_attrs.get("named") == "all_2d"  # the queue came first
+
+
+def test_latency_budget_infeasible_trials_do_not_use_up_the_budget_and_an_impossible_one_stops(tmp_path):
+    from placement_search.search import driver as drv
+
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(write_study(tmp_path, trials=2, extra="\n[constraints]\nmax_latency_ms = 1\n"))
+    r = SearchDriver(cfg, storage=url, trial_fn=latency_infeasible_trial).run()
+    assert r.counted == 0 and r.by_status["infeasible"] >= drv.MAX_LATENCY_INFEASIBLE
+    assert "over max_latency_ms" in r.stop_reason
+    t = load(url).trials[0]
+    assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "infeasible"
+    assert t.constraints["max_latency_ms"] == pytest.approx(499.0)
+
+
+def test_evaluate_first_names_added_later_are_queued_on_resume(tmp_path):
+    url = sqlite_url(tmp_path)
+    path = write_study(tmp_path, sampler="families", evaluate_first=["all_2d"])
+    SearchDriver(load_study_config(path), storage=url, trial_fn=instant_trial).run()
+    path.write_text(path.read_text().replace('evaluate_first = ["all_2d"]', 'evaluate_first = ["all_2d", "all_3d"]'))
+    SearchDriver(load_study_config(path), storage=url, trial_fn=instant_trial).run()
+    assert [t.user_attrs["named"] for t in load(url).trials] == ["all_2d", "all_3d"]

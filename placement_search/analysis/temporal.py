@@ -293,12 +293,17 @@ def _load_safetensors(path: Path, arch: Path | None) -> LoadedWeights:
 
 
 def _load_torch(path: Path) -> LoadedWeights:
+    import warnings
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
-            f"{path}: cannot be read as a PyTorch state dict with torch.load(weights_only=True) ({e}); "
-            "only plain tensors and containers are loaded, never pickled objects"
+            f"{path}: not a plain PyTorch state dict ({first[:200]}); only tensors and plain containers are "
+            "loaded (torch.load weights_only=True), never pickled objects: save a state_dict or safetensors"
         ) from None
     notes: list[str] = []
     state = _find_state_dict(obj, path, notes)

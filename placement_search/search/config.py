@@ -198,6 +198,12 @@ class RayConfig:
     num_gpus: int | None = None
     object_store_memory: int | None = None
 
+    def check(self, where: str) -> None:
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise UserError(f"{where}.num_cpus: expected a positive integer, got {self.num_cpus}")
+        if self.num_gpus is not None and self.num_gpus < 0:
+            raise UserError(f"{where}.num_gpus: expected an integer >= 0, got {self.num_gpus}")
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -470,7 +476,8 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
     if "description" in data:
         kw["description"] = _coerce(data["description"], str, f"{f}: description")
     if "storage" in data:
-        kw["storage"] = check_storage_url(_coerce(data["storage"], str, f"{f}: storage"), f"{f}: storage")
+        url = check_storage_url(_coerce(data["storage"], str, f"{f}: storage"), f"{f}: storage")
+        kw["storage"] = _sqlite_relative_to(url, base)
     sampler = data.get("sampler", "tpe")
     if sampler not in SAMPLERS:
         raise UserError(f"{f}: sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
@@ -530,6 +537,11 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
         art = dataclasses.replace(art, path=str((base / Path(art.path).expanduser()).resolve()))
     kw["artifacts"] = art
     cfg = StudyConfig(**kw)
+    if cfg.proxy.device.startswith("cuda") and not cfg.resources.gpus:
+        raise UserError(
+            f"{f}: [proxy] device = {cfg.proxy.device!r} but [resources] gpus = 0: Ray gives a trial no GPU "
+            'unless it asks for one; set [resources] gpus (e.g. 0.25 to share a GPU) or device = "auto"'
+        )
     if cfg.sampler == "families" and not cfg.evaluate_first:
         raise UserError(f"{f}: sampler 'families' evaluates exactly the placements of evaluate_first, which is empty")
     _check_sampler_options(cfg, f)
@@ -588,6 +600,19 @@ def check_storage_url(url: str, where: str = "--storage") -> str:
     if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql", "mariadb"):
         raise UserError(f"{where}: unsupported database {parsed.get_backend_name()!r}; use sqlite, postgresql or mysql")
     return url
+
+
+def _sqlite_relative_to(url: str, base: Path) -> str:
+    """A SQLite URL with a relative file path, taken against ``base`` (the study file's folder)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return url
+    path = Path(u.database).expanduser()
+    if path.is_absolute():
+        return url
+    return u.set(database=str((base / path).resolve())).render_as_string(hide_password=False)
 
 
 def resolve_evaluate_first(cfg: StudyConfig, space: Any) -> list[tuple[str, Any]]:

@@ -25,6 +25,7 @@ trials, records them (``interrupted``) and queues them for the next run.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import os
@@ -55,6 +56,8 @@ _WORKER_DEATH = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutO
 MAX_IDLE_PROPOSALS = 200
 #: the driver records a heartbeat this often; a driver silent for HEARTBEAT_STALE_S is taken as dead
 HEARTBEAT_EVERY_S = 10.0
+#: dispatched placements over the latency budget in a row before the budget is taken as infeasible
+MAX_LATENCY_INFEASIBLE = 20
 HEARTBEAT_STALE_S = 60.0
 
 
@@ -189,7 +192,7 @@ class SearchDriver:
         self.proxy_input = f"{p_shape[2]}x{p_shape[3]}x{p_shape[4]}"
         self._check_feasible_exists()
         self.inflight: dict[Any, _InFlight] = {}
-        self.dup_waiting: dict[str, list[tuple[Any, tuple[int, int] | None, str | None]]] = {}
+        self.dup_waiting: dict[str, list[tuple[Any, tuple[int, int, dict[str, Any], dict[str, Any]]]]] = {}
         self.outcomes: dict[str, dict[str, Any]] = {}
         self.reference: list[Reference] = []
         self.counted = 0
@@ -197,6 +200,7 @@ class SearchDriver:
         self.idle_proposals = 0
         self._front_points: list[tuple[float, ...]] = []
         self.neighbours: deque[tuple[dict[str, str], int | None]] = deque()
+        self.latency_streak = 0
         self.rng = random.Random(0)
         self.started = time.monotonic()
         self._last_push = self.started
@@ -244,13 +248,6 @@ class SearchDriver:
                 study.set_user_attr("space_toml", Path(self.space.path).read_text(encoding="utf-8"))
             if self.cfg.artifacts.enabled:
                 study.set_user_attr("artifact_dir", str(self._artifact_dir(None)))
-            seen = set()
-            for name, p in self.first:
-                key = canonical_key(p)
-                if key in seen:
-                    continue
-                seen.add(key)
-                study.enqueue_trial(self._params_of(p), user_attrs={"named": name})
             created = True
         else:
             old = study.user_attrs.get("identity")
@@ -264,6 +261,7 @@ class SearchDriver:
                 raise UserError(f"study {self.study_name!r}: its objectives differ from {list(self.cfg.objectives)}")
         self.study = study
         self.study_id = study._study_id
+        self._enqueue_first()
         self.artifact_store = None
         if self.cfg.artifacts.enabled:
             from optuna.artifacts import FileSystemArtifactStore
@@ -292,6 +290,27 @@ class SearchDriver:
             return (db.parent / f"{db.stem}-artifacts").resolve()
         return (Path.cwd() / "placement-search-artifacts").resolve()
 
+    def _enqueue_first(self) -> None:
+        """Queue the ``evaluate_first`` placements the study has not seen yet (all of them for a
+        new study; names added to the study file since, on a resume)."""
+        from optuna.trial import TrialState
+
+        seen: set[str] = set()
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == TrialState.WAITING:
+                params = t.system_attrs.get("fixed_params") or t.params
+                try:
+                    seen.add(canonical_key(self.space.from_group_tokens({k: str(v) for k, v in params.items()})))
+                except UserError:
+                    continue
+            elif (key := self._key_of_attrs(t.user_attrs)) is not None:
+                seen.add(key)
+        for name, p in self.first:
+            key = canonical_key(p)
+            if key not in seen:
+                seen.add(key)
+                self.study.enqueue_trial(self._params_of(p), user_attrs={"named": name})
+
     def _params_of(self, p: Placement) -> dict[str, str]:
         out = {}
         for g in self.space.groups:
@@ -310,11 +329,12 @@ class SearchDriver:
             self.storage.set_trial_user_attr(t._trial_id, "status", "driver_died")
             self.storage.set_trial_user_attr(t._trial_id, "reason", "the driver stopped while this trial ran")
             self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            if t.params:
+            params = t.system_attrs.get("fixed_params") or t.params
+            if params:
                 ua = {"retry_of": t.number}
                 if t.user_attrs.get("named"):
                     ua["named"] = t.user_attrs["named"]
-                self.study.enqueue_trial(t.params, user_attrs=ua)
+                self.study.enqueue_trial(dict(params), user_attrs=ua)
             n += 1
         return n
 
@@ -331,7 +351,14 @@ class SearchDriver:
         self.rng = random.Random(seed)
         self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=_sampler(self.cfg, seed))
         finished = [t for t in trials if t.state.is_finished()]
-        self.mirror.add_trials(finished)
+        # the sampler's copy carries no intermediate values: multi-objective TPE would sort
+        # PRUNED (early-stopped) trials by them and fail (it does so for single-objective only)
+        copies = []
+        for t in finished:
+            c = copy.copy(t)
+            c.intermediate_values = {}
+            copies.append(c)
+        self.mirror.add_trials(copies)
         self.queue: deque[tuple[int, int, dict[str, Any], dict[str, Any]]] = deque()
         for t in sorted(trials, key=lambda t: t.number):
             if t.state == TrialState.WAITING:
@@ -437,17 +464,21 @@ class SearchDriver:
             "open", {"created": created, "recovered": recovered, "counted": self.counted, "queued": len(self.queue)}
         )
         if self._done_reason() is None:
-            self._start_ray()
             main = threading.current_thread() is threading.main_thread()
             if main:  # Ctrl-C and SIGTERM stop the study cleanly (signals reach the main thread only)
                 old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
                 old_term = signal.signal(signal.SIGTERM, self._on_term)
+            self._own_ray = False
             try:
+                self._start_ray()
                 self._loop(result)
             except (KeyboardInterrupt, _Interrupt):
                 self._cancel_all()
                 result.interrupted = True
                 result.stop_reason = "interrupted: running trials were cancelled and queued for the next run"
+            except BaseException:  # a configuration error found on a worker, a lost pipe, a bug:
+                self._cancel_all()  # nothing is left RUNNING
+                raise
             finally:
                 if main:
                     signal.signal(signal.SIGINT, old_int)
@@ -492,6 +523,7 @@ class SearchDriver:
                 )
         self._me = me
         self._heartbeat(force=True)
+        self.study.set_user_attr("target_trials", self.target_trials)
 
     def _heartbeat(self, *, force: bool = False) -> None:
         now = time.time()
@@ -538,6 +570,11 @@ class SearchDriver:
             )
         if len(self.outcomes) + len(self.inflight) >= self.space.size:
             return "every placement of the space has been evaluated"
+        if self.latency_streak >= MAX_LATENCY_INFEASIBLE:
+            return (
+                f"the last {self.latency_streak} placements trained were all over max_latency_ms "
+                f"{self.cfg.constraints.max_latency_ms:g}: the budget looks infeasible on the workers' device"
+            )
         return None
 
     def _loop(self, result: RunResult) -> None:
@@ -547,11 +584,11 @@ class SearchDriver:
         self.on_event("ray", {"slots": slots, "resources": ray.cluster_resources()})
         stop: str | None = None
         while True:
+            # re-checked every time: a running trial that ends uncounted (over a latency budget)
+            # frees its place in the trial budget again
+            stop = self._done_reason()
             while stop is None and len(self.inflight) < slots:
-                stop = self._done_reason()
-                if stop is None:
-                    self._propose()
-            if stop is None:
+                self._propose()
                 stop = self._done_reason()
             if not self.inflight:
                 break
@@ -596,8 +633,10 @@ class SearchDriver:
         rdb_waiting: tuple[int, int] | None = None
         named = None
         extra: dict[str, Any] = {}
+        item = None
         if self.queue:
-            trial_id, number, params, ua = self.queue.popleft()
+            item = self.queue.popleft()
+            trial_id, number, params, ua = item
             rdb_waiting = (trial_id, number)
             named = ua.get("named")
             if "retry_of" in ua:
@@ -621,7 +660,8 @@ class SearchDriver:
             self._record_reused(mt, rdb_waiting, key, costs, extra)
             return
         if inflight:
-            self.dup_waiting.setdefault(key, []).append((mt, rdb_waiting, named))
+            assert item is not None  # sampler proposals of running placements are repeats
+            self.dup_waiting.setdefault(key, []).append((mt, item))
             self.idle_proposals += 1
             return
         violations = self._violations(costs)
@@ -745,15 +785,16 @@ class SearchDriver:
             trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
             number = self.storage.get_trial_number_from_id(trial_id)
             return trial_id, number
+        # a queued (WAITING) row: attributes and params first, RUNNING last, so that a crash in
+        # between leaves it WAITING (its ``fixed_params`` intact) for the next run
         trial_id, number = rdb_waiting
-        self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        self._finish_row(trial_id, None, user_attrs, system_attrs, None)
         for name, value in mt.params.items():
             dist = self.dists[name]
             self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
-        if state == TrialState.RUNNING:
-            self._finish_row(trial_id, None, user_attrs, system_attrs, None)
-        else:
-            self._finish_row(trial_id, state, user_attrs, system_attrs, values)
+        self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        if state != TrialState.RUNNING:
+            self._finish_row(trial_id, state, {}, {}, values)
         return trial_id, number
 
     def _finish_row(
@@ -952,6 +993,14 @@ class SearchDriver:
                 return
             cause = getattr(e, "cause", None) or e
             text = str(cause).strip().splitlines()
+            if isinstance(cause, UserError):
+                # the study's set-up, not the placement, is wrong (unreadable data on a worker,
+                # a device it does not have): every trial would fail the same way. Stop; the
+                # run's clean-up records the running trials and queues them again.
+                raise UserError(
+                    f"trial {fl.number} ({fl.costs['placement_string']}) on a worker: {str(cause).strip()}\n"
+                    "the study stopped; its running trials are queued again: fix the study file and run it again"
+                ) from None
             reason = f"{type(cause).__name__}: {text[-1] if text else ''}"[:500]
             self._conclude(fl, {"status": "failed", "reason": reason})
             return
@@ -1032,6 +1081,7 @@ class SearchDriver:
         self._tell_mirror(fl.mirror, state, values)
         full_ua = {**fl.info["ua0"], **ua}
         self._count(status, fl.number, fl.key, self._outcome(fl.number, state, values, full_ua, fl.mirror))
+        self.latency_streak = self.latency_streak + 1 if status == "infeasible" else 0
         self._add_reference(fl.number, full_ua, status)
         self.on_event(
             "end_trial",
@@ -1046,12 +1096,14 @@ class SearchDriver:
             },
         )
         # duplicates proposed while this one ran
-        for mt, rdb_waiting, named in self.dup_waiting.pop(fl.key, []):
-            extra = {"named": named} if named else {}
+        for mt, item in self.dup_waiting.pop(fl.key, []):
+            trial_id, number, _, qua = item
             if fl.key in self.outcomes:
-                self._record_reused(mt, rdb_waiting, fl.key, fl.costs, extra)
-            else:  # it failed: train the duplicate after all
-                self._dispatch(mt, rdb_waiting, fl.key, fl.placement, dict(fl.costs), self._violations(fl.costs), extra)
+                extra: dict[str, Any] = {k: qua[k] for k in ("named", "retry_of") if k in qua}
+                self._record_reused(mt, (trial_id, number), fl.key, fl.costs, extra)
+            else:  # its twin failed: propose it again in turn (within the trial budget and slots)
+                self.mirror.tell(mt, state=TrialState.FAIL)
+                self.queue.appendleft(item)
 
     def _on_front(self, values: list[float]) -> bool:
         """Whether a completed trial with these values is Pareto-optimal among those recorded."""
@@ -1121,11 +1173,12 @@ class SearchDriver:
             ua = {"status": "interrupted", "reason": "cancelled by the user (Ctrl-C or SIGTERM)"}
             try:
                 self._finish_row(t._trial_id, TrialState.FAIL, ua, {}, None)
-                if t.params:
+                params = t.system_attrs.get("fixed_params") or t.params
+                if params:
                     retry = {"retry_of": t.number}
                     if t.user_attrs.get("named"):
                         retry["named"] = t.user_attrs["named"]
-                    self.study.enqueue_trial(dict(t.params), user_attrs=retry)
+                    self.study.enqueue_trial(dict(params), user_attrs=retry)
             except Exception:
                 continue  # left RUNNING: the next run recovers it
             self.by_status["interrupted"] = self.by_status.get("interrupted", 0) + 1

@@ -98,8 +98,9 @@ def open_storage(url: str, *, create: bool) -> Any:
             rdb.engine.dispose()  # connections opened so far get the pragma too
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         raise UserError(f"--storage: cannot open {url}: {str(e).splitlines()[0]}") from None
-    except ModuleNotFoundError as e:
-        raise UserError(f"--storage: {url} needs the database driver {e.name!r}: pip install {e.name}") from None
+    except ImportError as e:  # SQLAlchemy's default driver for the URL is not installed
+        hint = " (psycopg2 is installed: write postgresql+psycopg2://...)" if url.startswith("postgresql:") else ""
+        raise UserError(f"--storage: {url}: no database driver for it: {str(e).splitlines()[0]}{hint}") from None
     except RuntimeError as e:  # schema version mismatch
         raise UserError(f"--storage: {url}: {str(e).splitlines()[0]}") from None
     return optuna.storages.get_storage(rdb)
@@ -153,7 +154,7 @@ def study_status(study: Any) -> dict[str, Any]:
         "objectives": [{"name": n, "direction": d.name.lower()} for n, d in zip(names, study.directions)],
         "trials": len(trials),
         "counted": sum(counts.get(s, 0) for s in COUNTED),
-        "target_trials": cfg.get("trials"),
+        "target_trials": study.user_attrs.get("target_trials", cfg.get("trials")),
         "by_status": dict(sorted(counts.items())),
         "pareto_size": len(best),
         "best_accuracy": max((r["accuracy"] for r in best), default=None),
