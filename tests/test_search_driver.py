@@ -343,3 +343,21 @@ def test_evaluate_first_names_added_later_are_queued_on_resume(tmp_path):
     path.write_text(path.read_text().replace('evaluate_first = ["all_2d"]', 'evaluate_first = ["all_2d", "all_3d"]'))
     SearchDriver(load_study_config(path), storage=url, trial_fn=instant_trial).run()
     assert [t.user_attrs["named"] for t in load(url).trials] == ["all_2d", "all_3d"]
+
+
+def spec_echo_trial(spec):
+    """Reports, as its accuracy, whether the early-stopping rule was sent with the trial."""
+    gen = instant_trial(spec)
+    started, final = next(gen), next(gen)
+    final["result"]["accuracy"] = 1.0 if "early_stopping" in spec else 0.0
+    yield started
+    yield final
+
+
+def test_named_placements_run_their_whole_budget(tmp_path):
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(write_study(tmp_path, trials=3, evaluate_first=["all_2d"], early_stopping=True))
+    SearchDriver(cfg, storage=url, trial_fn=spec_echo_trial).run()
+    named = [t.user_attrs["accuracy"] for t in load(url).trials if t.user_attrs.get("named")]
+    sampled = [t.user_attrs["accuracy"] for t in load(url).trials if not t.user_attrs.get("named")]
+    assert named == [0.0] and sampled == [1.0, 1.0]

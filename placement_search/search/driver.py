@@ -940,7 +940,9 @@ class SearchDriver:
                 "max_ms": cfg.constraints.max_latency_ms,
             }
         es = cfg.early_stopping
-        if es.enabled and cfg.proxy.eval_every:
+        # named placements (evaluate_first: the paper's families, reference models) run their
+        # whole budget: they are the study's fixed points of comparison
+        if es.enabled and cfg.proxy.eval_every and not extra.get("named"):
             refs, counts = compact(self.reference, costs["macs"], keep=max(es.min_dominating, 3))
             spec["early_stopping"] = {
                 "margin": es.margin,
