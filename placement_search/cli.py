@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from . import __version__
 from .devices import resolve_device
 from .errors import UserError
+from .search.config import count_value
 from .space import SearchSpace, list_spaces, load_space
 from .train import ProxyBudget, train_proxy
 
@@ -44,19 +44,10 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str], align: str = ""
     return "\n".join(lines)
 
 
-_SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-
-
 def _count(text: str) -> int:
     """Parse '20G', '1.5e9', '750M' into an integer."""
-    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgGtT]?)\s*", text)
     try:
-        if not m:
-            raise ValueError
-        value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
-        if not math.isfinite(value) or value > 1e30:
-            raise ValueError
-        return int(value)
+        return int(count_value(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number like 20G, 750M or 1.5e9, got {text!r}") from None
 

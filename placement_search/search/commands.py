@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cli import _emit, _positive, _table
 from .config import DEFAULT_STORAGE, check_storage_url
 
 __all__ = ["add_parsers"]
-
-
-def _emit(obj: Any) -> None:
-    from ..cli import _emit as emit
-
-    emit(obj)
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str], align: str = "") -> str:
-    from ..cli import _table as table
-
-    return table(rows, header, align)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def _port(text: str) -> int:
@@ -236,7 +214,7 @@ def add_parsers(sub: Any) -> None:
         help="SQLAlchemy URL (default: the study file's, else sqlite:///placement-search.db)",
     )
     p.add_argument("--study-name", metavar="NAME", help="study name (default: the study file's)")
-    p.add_argument("--trials", type=_positive_int, metavar="N", help="stop once the study holds N counted trials")
+    p.add_argument("--trials", type=_positive, metavar="N", help="stop once the study holds N counted trials")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop proposing after this long")
     p.add_argument("--ray-address", metavar="ADDR", help="'auto' or host:port to join a Ray cluster (default: local)")
     p.set_defaults(func=cmd_run)

@@ -60,6 +60,17 @@ SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "families")
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
+def count_value(text: str) -> float:
+    """``"20G"``, ``"1.5e9"``, ``"750M"`` -> a number; ValueError otherwise."""
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgGtT]?)\s*", text)
+    if not m:
+        raise ValueError(text)
+    number = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+    if not math.isfinite(number) or number > 1e30:
+        raise ValueError(text)
+    return number
+
+
 def parse_count(value: Any, where: str) -> int:
     """An integer count from ``20000000``, ``"20G"``, ``"1.5e9"``, ``"750M"``."""
     if isinstance(value, bool):
@@ -67,11 +78,8 @@ def parse_count(value: Any, where: str) -> int:
     if isinstance(value, int | float):
         number = float(value)
     elif isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgGtT]?)\s*", value)
         try:
-            if not m:
-                raise ValueError
-            number = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+            number = count_value(value)
         except ValueError:
             raise UserError(f'{where}: expected a count such as 20000000 or "20G", got {value!r}') from None
     else:

@@ -44,7 +44,7 @@ from ..errors import UserError
 from ..placement import Placement
 from ..space import SearchSpace, load_space
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
-from .early_stop import Reference, compact
+from .early_stop import Reference, compact, dominates
 from .fastsql import create_trial, finish_trial
 from .storage import COUNTED, FINAL, open_storage, quiet_optuna, trial_status
 
@@ -298,9 +298,10 @@ class SearchDriver:
         seen: set[str] = set()
         for t in self.study.get_trials(deepcopy=False):
             if t.state == TrialState.WAITING:
-                params = t.system_attrs.get("fixed_params") or t.params
                 try:
-                    seen.add(canonical_key(self.space.from_group_tokens({k: str(v) for k, v in params.items()})))
+                    seen.add(
+                        canonical_key(self.space.from_group_tokens({k: str(v) for k, v in self._params(t).items()}))
+                    )
                 except UserError:
                     continue
             elif (key := self._key_of_attrs(t.user_attrs)) is not None:
@@ -329,14 +330,22 @@ class SearchDriver:
             self.storage.set_trial_user_attr(t._trial_id, "status", "driver_died")
             self.storage.set_trial_user_attr(t._trial_id, "reason", "the driver stopped while this trial ran")
             self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            params = t.system_attrs.get("fixed_params") or t.params
-            if params:
-                ua = {"retry_of": t.number}
-                if t.user_attrs.get("named"):
-                    ua["named"] = t.user_attrs["named"]
-                self.study.enqueue_trial(dict(params), user_attrs=ua)
+            self._requeue(t)
             n += 1
         return n
+
+    @staticmethod
+    def _params(t: Any) -> dict[str, Any]:
+        """A trial's placement params; a queued row holds them as ``fixed_params`` (and a row
+        caught between its queue and its start may hold only some as params)."""
+        return dict(t.system_attrs.get("fixed_params") or t.params)
+
+    def _requeue(self, t: Any) -> None:
+        """Queue a trial's placement again for the next run (it keeps its name)."""
+        params = self._params(t)
+        if params:
+            ua = {"retry_of": t.number, **({"named": t.user_attrs["named"]} if t.user_attrs.get("named") else {})}
+            self.study.enqueue_trial(params, user_attrs=ua)
 
     def _build_mirror(self) -> None:
         import optuna
@@ -362,8 +371,7 @@ class SearchDriver:
         self.queue: deque[tuple[int, int, dict[str, Any], dict[str, Any]]] = deque()
         for t in sorted(trials, key=lambda t: t.number):
             if t.state == TrialState.WAITING:
-                params = t.system_attrs.get("fixed_params") or t.params
-                self.queue.append((t._trial_id, t.number, dict(params), dict(t.user_attrs)))
+                self.queue.append((t._trial_id, t.number, self._params(t), dict(t.user_attrs)))
         for t in finished:
             status = trial_status(t)
             self.by_status[status] = self.by_status.get(status, 0) + 1
@@ -619,11 +627,7 @@ class SearchDriver:
     def _update_front(self, outcome: dict[str, Any]) -> None:
         if outcome["status"] != "ok" or not outcome["values"] or any(c > 0 for c in outcome["system_attrs"].values()):
             return
-        p = tuple(v if d == "minimize" else -v for v, d in zip(outcome["values"], self.cfg.directions))
-
-        def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-            return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
+        p = self._minimised(outcome["values"])
         if p in self._front_points or any(dominates(q, p) for q in self._front_points):
             return
         self._front_points = [q for q in self._front_points if not dominates(p, q)] + [p]
@@ -1109,10 +1113,11 @@ class SearchDriver:
 
     def _on_front(self, values: list[float]) -> bool:
         """Whether a completed trial with these values is Pareto-optimal among those recorded."""
-        p = [v if d == "minimize" else -v for v, d in zip(values, self.cfg.directions)]
-        return not any(
-            all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p)) for q in self._front_points
-        )
+        p = self._minimised(values)
+        return not any(dominates(q, p) for q in self._front_points)
+
+    def _minimised(self, values: list[float]) -> tuple[float, ...]:
+        return tuple(v if d == "minimize" else -v for v, d in zip(values, self.cfg.directions))
 
     def _artifacts(
         self, fl: _InFlight, final: dict[str, Any], ua: dict[str, Any], values: list[float] | None
@@ -1175,12 +1180,7 @@ class SearchDriver:
             ua = {"status": "interrupted", "reason": "cancelled by the user (Ctrl-C or SIGTERM)"}
             try:
                 self._finish_row(t._trial_id, TrialState.FAIL, ua, {}, None)
-                params = t.system_attrs.get("fixed_params") or t.params
-                if params:
-                    retry = {"retry_of": t.number}
-                    if t.user_attrs.get("named"):
-                        retry["named"] = t.user_attrs["named"]
-                    self.study.enqueue_trial(dict(params), user_attrs=retry)
+                self._requeue(t)
             except Exception:
                 continue  # left RUNNING: the next run recovers it
             self.by_status["interrupted"] = self.by_status.get("interrupted", 0) + 1

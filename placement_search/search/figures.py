@@ -22,6 +22,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .early_stop import dominates
+
 __all__ = [
     "families_data",
     "heatmap_data",
@@ -66,15 +68,7 @@ def _signed(study: Any, values: Sequence[float]) -> list[float]:
 
 def pareto_indices(points: Sequence[Sequence[float]]) -> list[int]:
     """Indices of the non-dominated points (all objectives minimised; duplicates all kept)."""
-    out = []
-    for i, p in enumerate(points):
-        if not any(
-            all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p))
-            for j, q in enumerate(points)
-            if j != i
-        ):
-            out.append(i)
-    return out
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
 
 
 def pareto_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, Any]:
