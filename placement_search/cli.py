@@ -323,6 +323,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         val=args.val,
         seed=args.data_seed,
         difficulty=args.difficulty,
+        **({"version": args.data_version} if args.data == "synthetic" else {}),
         **video,
     )
     defaults = ProxyBudget()
@@ -546,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation")
     p.add_argument("--data-seed", type=int, default=0, help="identity of the synthetic data set")
     p.add_argument("--difficulty", type=float, default=0.5, help="synthetic data: 0 (easy) .. 1 (hard)")
+    p.add_argument(
+        "--data-version",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="synthetic data: the benchmark's generation (1: original; 2: graded cues, see docs/data.md)",
+    )
     p.add_argument("--stride", type=_positive, default=2, help="real video: frames between sampled frames (default 2)")
     p.add_argument(
         "--workers", type=_nonnegative, help="real video: DataLoader worker processes (default: min(4, cores - 1))"
@@ -582,10 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .analysis.commands import add_parsers as add_analysis_parsers
     from .search.commands import add_parsers
     from .search.export_cmd import add_parsers as add_export_parsers
+    from .table.commands import add_parsers as add_table_parsers
 
     add_parsers(sub)
     add_export_parsers(sub)
     add_analysis_parsers(sub)
+    add_table_parsers(sub)
     return parser
 
 

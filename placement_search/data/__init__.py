@@ -24,6 +24,7 @@ def make_data(
     val: str | None = None,
     seed: int = 0,
     difficulty: float = 0.5,
+    version: int = 1,
     **video_kwargs: Any,
 ) -> ClipData:
     """``synthetic`` for the built-in benchmark, else a folder-per-class root or a list file
@@ -33,7 +34,9 @@ def make_data(
     if spec == "synthetic":
         if val is not None:
             raise UserError("--val: the synthetic benchmark has its own held-out clips; --val is for real video")
-        return SyntheticMotion(SyntheticConfig(frames=frames, size=size, seed=seed, difficulty=difficulty))
+        return SyntheticMotion(
+            SyntheticConfig(frames=frames, size=size, seed=seed, difficulty=difficulty, version=version)
+        )
     if not Path(spec).exists():
         raise UserError(f"--data: {spec!r} is neither 'synthetic' nor an existing folder or list file of videos")
     from .video import video_clip_data

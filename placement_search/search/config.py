@@ -55,7 +55,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "params": ("minimize", "parameters"),
     "latency_ms": ("minimize", "median forward time at the target input, batch 1, on the trial's device"),
 }
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "families")
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "families")
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
@@ -119,6 +119,7 @@ class DataConfig:
     difficulty: float = 0.5
     seed: int = 0
     eval_clips: int = 1200
+    version: int = 1  # the synthetic benchmark's generation (1: original, 2: graded cues; docs/data.md)
     # real video (see placement_search.data.video.video_clip_data)
     stride: int = 2
     root: str | None = None
@@ -143,6 +144,13 @@ class DataConfig:
                 raise UserError(f"{where}.difficulty: expected a number in [0, 1], got {self.difficulty}")
             if self.eval_clips < 11:
                 raise UserError(f"{where}.eval_clips: expected at least 11 (one per class), got {self.eval_clips}")
+            from ..data.synthetic import VERSIONS
+
+            if self.version not in VERSIONS:
+                raise UserError(
+                    f"{where}.version: expected one of {', '.join(map(str, VERSIONS))} (the synthetic "
+                    f"benchmark's generation), got {self.version}"
+                )
         paths = [("val", self.val), ("root", self.root)]
         if self.source != "synthetic":
             paths.insert(0, ("source", self.source))
@@ -257,6 +265,44 @@ class ArtifactsConfig:
 
 
 @dataclass(frozen=True)
+class TableBudget:
+    """One budget of a ground-truth table: its trainer seeds, proxy budget and data."""
+
+    name: str
+    seeds: tuple[int, ...]
+    proxy: ProxyBudget
+    data: DataConfig
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change when a table is extended (else its rows are not comparable)."""
+        proxy = {
+            k: v
+            for k, v in dataclasses.asdict(self.proxy).items()
+            if k not in ("seed", "device", "threads", "log_every")
+        }
+        data = {
+            k: v for k, v in dataclasses.asdict(self.data).items() if k not in ("cache", "cache_dir", "decode_workers")
+        }
+        return {"proxy": proxy, "data": data}
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """``[table]``: evaluate every placement of a space (or of the sub-space that keeps only the
+    op kinds in ``choices``) with several trainer seeds at each budget (``proxy``: the study's
+    ``[proxy]`` and ``[data]``; ``reference``: ``[table.reference]``'s overrides of them)."""
+
+    choices: tuple[str, ...] | None = None
+    budgets: tuple[TableBudget, ...] = ()
+
+    def budget(self, name: str) -> TableBudget:
+        for b in self.budgets:
+            if b.name == name:
+                return b
+        raise UserError(f"[table]: no budget {name!r}; budgets: {', '.join(b.name for b in self.budgets)}")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A whole study: what to search, on what data, at what cost, where results live."""
 
@@ -280,6 +326,10 @@ class StudyConfig:
     ray: RayConfig = RayConfig()
     resources: Resources = Resources()
     artifacts: ArtifactsConfig = ArtifactsConfig()
+    table: TableConfig | None = None
+    #: how trials are evaluated: ``None`` (train the proxy) or ``"table:PATH"`` (look results up
+    #: in a ground-truth table CSV; see placement_search.table)
+    evaluator: str | None = None
 
     @property
     def directions(self) -> list[Any]:
@@ -298,7 +348,8 @@ class StudyConfig:
             "data": {
                 k: v
                 for k, v in dataclasses.asdict(self.data).items()
-                if k not in ("cache", "cache_dir", "decode_workers")
+                # version 1 is what studies written before versions existed used: their identity has no version
+                if k not in ("cache", "cache_dir", "decode_workers") and not (k == "version" and v == 1)
             },
             "proxy": {
                 k: v for k, v in dataclasses.asdict(self.proxy).items() if k not in ("device", "threads", "log_every")
@@ -420,6 +471,7 @@ _TOP = {
     "ray",
     "resources",
     "artifacts",
+    "table",
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -529,7 +581,11 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
     data_cfg = data_cfg.resolved(base)
     data_cfg.check(f"{f}: [data]")
     kw["data"] = data_cfg
-    kw["proxy"] = _section(ProxyBudget, data.get("proxy", {}), f"{f}: [proxy]", skip=("threads",))
+    proxy_table = data.get("proxy", {})
+    if isinstance(proxy_table, Mapping) and "evaluator" in proxy_table:
+        proxy_table = dict(proxy_table)
+        kw["evaluator"] = _evaluator(proxy_table.pop("evaluator"), f"{f}: [proxy] evaluator", base)
+    kw["proxy"] = _section(ProxyBudget, proxy_table, f"{f}: [proxy]", skip=("threads",))
     kw["constraints"] = _section(
         Constraints,
         data.get("constraints", {}),
@@ -544,6 +600,8 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
     if art.path is not None and not Path(art.path).expanduser().is_absolute():
         art = dataclasses.replace(art, path=str((base / Path(art.path).expanduser()).resolve()))
     kw["artifacts"] = art
+    if "table" in data:
+        kw["table"] = _table_config(data["table"], f"{f}: [table]", kw["proxy"], kw["data"], base)
     cfg = StudyConfig(**kw)
     if cfg.proxy.device.startswith("cuda") and not cfg.resources.gpus:
         raise UserError(
@@ -554,6 +612,79 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
         raise UserError(f"{f}: sampler 'families' evaluates exactly the placements of evaluate_first, which is empty")
     _check_sampler_options(cfg, f)
     return cfg
+
+
+def _evaluator(value: Any, where: str, base: Path) -> str:
+    """``"table:PATH"`` (a ground-truth table CSV, relative to the study file) or ``"train"``."""
+    text = _coerce(value, str, where)
+    if text == "train":
+        return text
+    if not text.startswith("table:") or not text[len("table:") :].strip():
+        raise UserError(
+            f'{where}: expected "train" or "table:PATH" (a table CSV from `placement-search table export`), got {text!r}'
+        )
+    path = Path(text[len("table:") :].strip()).expanduser()
+    if not path.is_absolute():
+        path = (base / path).resolve()
+    if not path.is_file():
+        raise UserError(f"{where}: no such table file {path}")
+    return f"table:{path}"
+
+
+def _seeds(value: Any, where: str, first: int) -> tuple[int, ...]:
+    """``3`` (seeds first, first+1, first+2) or an explicit list of distinct seeds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise UserError(f"{where}: expected a positive number of seeds or a list of seeds, got {value}")
+        return tuple(first + i for i in range(value))
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if len(set(value)) != len(value) or any(not 0 <= v < 2**63 for v in value):
+            raise UserError(f"{where}: expected distinct seeds in [0, 2^63), got {value}")
+        return tuple(value)
+    raise UserError(f"{where}: expected a positive number of seeds or a list of seeds, got {value!r}")
+
+
+def _table_config(table: Any, where: str, proxy: ProxyBudget, data: DataConfig, base: Path) -> TableConfig:
+    if not isinstance(table, Mapping):
+        raise UserError(f"{where}: expected a table of fields, got {table!r}")
+    allowed = ["choices", "seeds", "reference"]
+    for key in table:
+        if key not in allowed:
+            raise _unknown(key, allowed, where)
+    choices = None
+    if "choices" in table:
+        c = table["choices"]
+        if not isinstance(c, list) or not c or not all(isinstance(x, str) for x in c):
+            raise UserError(f'{where}.choices: expected a list of op kinds such as ["2d", "3d", "sep"], got {c!r}')
+        choices = tuple(c)
+    budgets = [TableBudget("proxy", _seeds(table.get("seeds", 3), f"{where}.seeds", proxy.seed), proxy, data)]
+    if "reference" in table:
+        ref = table["reference"]
+        w = f"{where}.reference"
+        if not isinstance(ref, Mapping):
+            raise UserError(f"{w}: expected a table of [proxy] and [data] overrides, got {ref!r}")
+        proxy_fields = [x.name for x in dataclasses.fields(ProxyBudget) if x.name not in ("threads",)]
+        data_fields = ["frames", "size", "eval_clips"]
+        overrides_p: dict[str, Any] = {}
+        overrides_d: dict[str, Any] = {}
+        hints = typing.get_type_hints(ProxyBudget)
+        for key, value in ref.items():
+            if key == "seeds":
+                continue
+            if key in data_fields:
+                overrides_d[key] = _coerce(value, int, f"{w}.{key}")
+            elif key in proxy_fields:
+                overrides_p[key] = _coerce(value, hints[key], f"{w}.{key}")
+            else:
+                raise _unknown(key, ["seeds", *proxy_fields, *data_fields], w)
+        try:
+            rproxy = dataclasses.replace(proxy, **overrides_p)
+        except UserError as e:
+            raise UserError(f"{w}: {e}") from None
+        rdata = dataclasses.replace(data, **overrides_d)
+        rdata.check(w)
+        budgets.append(TableBudget("reference", _seeds(ref.get("seeds", 1), f"{w}.seeds", rproxy.seed), rproxy, rdata))
+    return TableConfig(choices=choices, budgets=tuple(budgets))
 
 
 def _positive_float(value: Any, where: str) -> float:
@@ -569,6 +700,7 @@ _SAMPLER_OPTIONS = {
     "nsga3": {"population_size": int, "crossover_prob": float, "swapping_prob": float, "mutation_prob": float},
     "gp": {"n_startup_trials": int, "deterministic_objective": bool},
     "random": {},
+    "grid": {},
     "families": {},
 }
 

@@ -101,11 +101,15 @@ class _Interrupt(Exception):
     pass
 
 
-def _sampler(cfg: StudyConfig, seed: int) -> Any:
+def _sampler(cfg: StudyConfig, seed: int, space: SearchSpace | None = None) -> Any:
     import optuna
 
     opts = dict(cfg.sampler_options)
     s = cfg.sampler
+    if s == "grid":  # every placement once, in an order shuffled by the seed
+        if space is None:
+            raise ValueError("the grid sampler needs the search space")
+        return _GridSampler({g.name: list(g.tokens) for g in space.groups}, seed=seed)
     if s == "tpe":
         opts.setdefault("multivariate", True)
         opts.setdefault("constant_liar", True)
@@ -121,6 +125,24 @@ def _sampler(cfg: StudyConfig, seed: int) -> Any:
             raise UserError("sampler 'gp' needs scipy: pip install scipy") from None
         return optuna.samplers.GPSampler(seed=seed, **opts)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _grid_sampler_class() -> Any:
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid sampler, without its ``study.stop()`` once the grid is done (it is meant
+        for ``study.optimize``; the driver asks and tells, and knows when every placement has been
+        evaluated)."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return GridSampler
+
+
+def _GridSampler(search_space: dict[str, list[str]], seed: int) -> Any:
+    return _grid_sampler_class()(search_space, seed=seed)
 
 
 def _data_classes(cfg: StudyConfig) -> int:
@@ -358,7 +380,7 @@ class SearchDriver:
         # the study's size (a fresh study with a given seed is reproducible, and so is a resume)
         seed = (self.cfg.seed + 7919 * len(trials)) % 2**32
         self.rng = random.Random(seed)
-        self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=_sampler(self.cfg, seed))
+        self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=_sampler(self.cfg, seed, self.space))
         finished = [t for t in trials if t.state.is_finished()]
         # the sampler's copy carries no intermediate values: multi-objective TPE would sort
         # PRUNED (early-stopped) trials by them and fail (it does so for single-objective only)
@@ -685,6 +707,8 @@ class SearchDriver:
 
         self.mirror.tell(mt, state=TrialState.FAIL)
         self.by_status["repeat"] = self.by_status.get("repeat", 0) + 1
+        if self.cfg.sampler == "grid":
+            return  # the grid moves on to a placement it has not proposed: no neighbour needed, not idle
         self.idle_proposals += 1
         origin = self.outcomes[key]["number"] if key in self.outcomes else None
         taken = set(self.outcomes) | {fl.key for fl in self.inflight.values()} | self._queued_keys()
@@ -937,6 +961,9 @@ class SearchDriver:
             "fault": self.faults.get(costs["placement_string"]),
             "cost_table": self.cfg.artifacts.enabled,
             "keep_weights": self.cfg.artifacts.enabled and self.cfg.artifacts.keep_weights != "none",
+            "evaluator": cfg.evaluator,
+            "placement_string": costs["placement_string"],
+            "draw": cfg.proxy.seed * 1_000_003 + number,  # which table seed answers (table evaluator)
         }
         if cfg.needs_latency:
             spec["latency"] = {

@@ -50,6 +50,7 @@ def make_trial_data(cfg: dict[str, Any]) -> Any:
                 seed=cfg["seed"],
                 difficulty=cfg["difficulty"],
                 eval_clips=cfg["eval_clips"],
+                version=cfg.get("version", 1),
             )
         )
     else:
@@ -80,18 +81,63 @@ def _fault(spec: dict[str, Any], what: str) -> bool:
     return spec.get("fault") == what
 
 
+def _early_stop_check(spec: dict[str, Any]) -> Any:
+    """``check(step, accuracy)`` -> the trials that dominate the run at that step (stop if any)."""
+    from .early_stop import Reference, should_stop
+
+    es = spec.get("early_stopping")
+    if not es:
+        return lambda step, accuracy: []
+    reference = [Reference(r["trial"], r["macs"], {int(k): v for k, v in r["curve"].items()}) for r in es["reference"]]
+    counts = {int(k): v for k, v in es["counts"].items()} if "counts" in es else None
+
+    def check(step: int, accuracy: float) -> list[int]:
+        return should_stop(
+            step,
+            accuracy,
+            spec["macs"],
+            reference,
+            margin=es["margin"],
+            min_trials=es["min_trials"],
+            min_dominating=es["min_dominating"],
+            counts=counts,
+        )
+
+    return check
+
+
+def _table_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A trial answered by a ground-truth table instead of training (``[proxy] evaluator``)."""
+    from ..table.evaluator import table_trial
+
+    check = _early_stop_check(spec)
+    stopped_by: list[int] = []
+
+    def callback(step: int, accuracy: float) -> bool:
+        dom = check(step, accuracy)
+        stopped_by.extend(dom)
+        return bool(dom)
+
+    for event in table_trial(spec, callback):
+        if event["event"] == "result":
+            event = {**event, "stopped_by": stopped_by}
+        yield event
+
+
 def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Run one trial (see the module docstring for the events)."""
     import torch
 
     from ..placement import Placement
     from ..train import ProxyBudget, train_proxy
-    from .early_stop import Reference, should_stop
 
     if _fault(spec, "kill"):  # test hook: a worker that dies (as on an OOM kill or a lost node)
         os.kill(os.getpid(), 9)
     if _fault(spec, "raise"):
         raise RuntimeError("injected failure (test hook)")
+    if str(spec.get("evaluator") or "").startswith("table:"):
+        yield from _table_trial(spec)
+        return
     space = _space(spec["space"])
     placement = Placement.from_dict(spec["placement"], "trial placement")
     budget_kw = dict(spec["proxy"])
@@ -121,33 +167,18 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
             }
             return
 
-    es = spec.get("early_stopping")
-    reference = (
-        [Reference(r["trial"], r["macs"], {int(k): v for k, v in r["curve"].items()}) for r in es["reference"]]
-        if es
-        else []
-    )
     events: queue.Queue[dict[str, Any] | None] = queue.Queue()
     stopped_by: list[int] = []
+    check = _early_stop_check(spec)
 
     def callback(step: int, ev: Any) -> bool:
         if step >= budget.steps:
             return False  # the final evaluation
         events.put({"event": "eval", "step": step, "accuracy": ev.top1})
-        if es:
-            dom = should_stop(
-                step,
-                ev.top1,
-                spec["macs"],
-                reference,
-                margin=es["margin"],
-                min_trials=es["min_trials"],
-                min_dominating=es["min_dominating"],
-                counts={int(k): v for k, v in es["counts"].items()} if "counts" in es else None,
-            )
-            if dom:
-                stopped_by.extend(dom)
-                return True
+        dom = check(step, ev.top1)
+        if dom:
+            stopped_by.extend(dom)
+            return True
         return False
 
     built: list[Any] = []

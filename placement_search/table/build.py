@@ -1,0 +1,471 @@
+"""Build a ground-truth table: train every placement of a space (or of a sub-space) with several
+trainer seeds at each of the table's budgets, on Ray, into an ordinary Optuna study.
+
+The table is an ordinary study in ordinary storage (SQLite by default, PostgreSQL for a team),
+so optuna-dashboard shows it while it grows, and ``placement-search table export`` turns it into
+a CSV. Each finished run is one trial, written by Optuna's public API when it ends (params: the
+placement's choices; values: accuracy and the study's cost objectives; user attributes: budget,
+seed, curves, per-class accuracy, costs, times, device, versions).
+
+Resumable: a build finds the runs the study already holds and does only the others; a killed
+build loses at most its running runs. Order: the cheapest runs first: every placement at the
+proxy budget with its first seed, then the next seed, ..., then the
+reference budget (within a budget and seed, placements in a fixed shuffled order, so a table
+stopped part-way holds a uniform sample), so a table stopped early is as useful as it can be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .._version import __version__
+from ..errors import UserError
+from ..placement import Placement
+from ..space import SearchSpace, load_space
+
+__all__ = ["BuildResult", "TableJob", "build_table", "table_jobs", "table_placements"]
+
+#: trial statuses that are a final result for a run (not run again by a later build)
+FINAL_RUN = ("ok", "diverged", "out_of_memory")
+
+
+@dataclass(frozen=True)
+class TableJob:
+    """One run of the table: a placement at a budget with a trainer seed."""
+
+    budget: str
+    seed: int
+    placement: Placement
+    placement_string: str
+    proxy_macs: int
+    macs: int
+    params: int
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.budget, self.seed, self.placement_string)
+
+
+@dataclass
+class BuildResult:
+    study: str
+    storage: str
+    total: int
+    done_before: int
+    done: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    stop_reason: str = ""
+    by_budget: dict[str, int] = field(default_factory=dict)
+
+
+def _kind(token: str) -> str:
+    return token.split(":", 1)[0]
+
+
+def table_placements(
+    space: SearchSpace, choices: tuple[str, ...] | None, where: str = "[table] choices"
+) -> list[Placement]:
+    """Every placement of ``space`` whose op kinds are all in ``choices`` (all of them if None)."""
+    per_group = []
+    for g in space.groups:
+        tokens = [t for t in g.tokens if choices is None or _kind(t) in choices]
+        if not tokens:
+            kinds = sorted({_kind(t) for t in g.tokens})
+            raise UserError(
+                f"{where}: {list(choices or ())} leaves group {g.name!r} no choice; its op kinds: {', '.join(kinds)}"
+            )
+        per_group.append(tokens)
+    return [space.from_group_tokens(list(combo), "table placement") for combo in itertools.product(*per_group)]
+
+
+def _data_classes(data: Any) -> int:
+    if data.source == "synthetic":
+        from ..data.synthetic import CLASSES
+
+        return len(CLASSES)
+    from ..data.video.index import scan_videos
+
+    return len(scan_videos(data.source, root=data.root).class_names)
+
+
+def table_jobs(cfg: Any, space: SearchSpace, budgets: list[str] | None = None) -> list[TableJob]:
+    """Every run of the table, cheapest first (see the module docstring)."""
+    table = cfg.table
+    if table is None:
+        raise UserError(f"{cfg.path or 'study'}: no [table] section: it says which budgets and seeds the table holds")
+    placements = table_placements(space, table.choices, f"{cfg.path or 'study'}: [table] choices")
+    target = space.costs(frames=cfg.target.frames, size=cfg.target.size, num_classes=cfg.target.num_classes)
+    chosen = [b for b in table.budgets if budgets is None or b.name in budgets]
+    jobs: list[TableJob] = []
+    for b in chosen:
+        proxy = space.costs(frames=b.data.frames, size=b.data.size, num_classes=_data_classes(b.data))
+        per_placement = []
+        for p in placements:
+            pm, _ = proxy.cost(p)
+            tm, tp = target.cost(p)
+            per_placement.append((pm, space.placement_string(p), p, tm, tp))
+        # within a budget and seed, a fixed shuffle: a table stopped part-way through a budget
+        # holds a uniform sample of the placements, not only the cheapest ones
+        per_placement.sort(key=lambda x: hashlib.blake2b(x[1].encode(), digest_size=8).digest())
+        for seed in b.seeds:
+            for pm, ps, p, tm, tp in per_placement:
+                jobs.append(TableJob(b.name, seed, p, ps, int(pm), int(tm), int(tp)))
+    return jobs
+
+
+def _identity(cfg: Any, space: SearchSpace) -> dict[str, Any]:
+    return {
+        "space": space.name,
+        "objectives": list(cfg.objectives),
+        "target": asdict(cfg.target),
+        "budgets": {b.name: b.identity() for b in cfg.table.budgets},
+    }
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    return {"torch": torch.__version__, "placement_search": __version__, "python": platform.python_version()}
+
+
+class _Stop(Exception):
+    pass
+
+
+def build_table(
+    cfg: Any,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    ray_address: str | None = None,
+    budgets: list[str] | None = None,
+    max_runs: int | None = None,
+    timeout: float | None = None,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    trial_fn: Callable[[dict[str, Any]], Any] | None = None,
+) -> BuildResult:
+    """Build (or extend, or resume) the table of study config ``cfg`` (which has a ``[table]``).
+
+    Args:
+        cfg: the study configuration.
+        storage: storage URL (default: the config's).
+        study_name: the table study's name (default: the config's name).
+        ray_address: ``None``/``"local"``: a new local Ray instance; ``"auto"`` or an address: join.
+        budgets: only these budgets (default: all of the table's).
+        max_runs: stop after this many new runs.
+        timeout: stop starting runs after this many seconds; running ones finish.
+        on_event: progress callback ``(kind, info)``.
+        trial_fn: what a Ray task runs (default :func:`placement_search.search.worker.run_trial`).
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from ..search.config import OBJECTIVES, check_study_name
+    from ..search.storage import open_storage, quiet_optuna
+
+    emit = on_event or (lambda kind, info: None)
+    if cfg.table is None:
+        raise UserError(f"{cfg.path or 'study'}: no [table] section: it says which budgets and seeds the table holds")
+    bad = [o for o in cfg.objectives if o not in ("accuracy", "macs", "params")]
+    if bad:
+        raise UserError(f"{cfg.path or 'study'}: objectives: a table is built for accuracy, macs and params, not {bad}")
+    known = [b.name for b in cfg.table.budgets]
+    for b in budgets or []:
+        if b not in known:
+            raise UserError(f"--budget: no budget {b!r} in the table; budgets: {', '.join(known)}")
+    quiet_optuna()
+    space = load_space(cfg.space)
+    url = storage or cfg.storage
+    name = check_study_name(study_name or cfg.name, "--study-name")
+    jobs = table_jobs(cfg, space, budgets)
+    st = open_storage(url, create=True)
+    identity = json.loads(json.dumps(_identity(cfg, space)))
+    try:
+        study = optuna.load_study(study_name=name, storage=st)
+    except KeyError:
+        directions: list[Any] = [OBJECTIVES[o][0] for o in cfg.objectives]
+        study = optuna.create_study(study_name=name, storage=st, directions=directions)
+        study.set_metric_names(list(cfg.objectives))
+        study.set_user_attr("kind", "table")
+        study.set_user_attr("space", space.name)
+        study.set_user_attr("groups", [g.name for g in space.groups])
+        study.set_user_attr("table_identity", identity)
+        study.set_user_attr("config", json.loads(json.dumps(cfg.to_dict(), default=str)))
+        study.set_user_attr("placement_search_version", __version__)
+        if space.path is not None and os.path.isfile(space.path):
+            with open(space.path, encoding="utf-8") as fh:
+                study.set_user_attr("space_toml", fh.read())
+    else:
+        old = study.user_attrs.get("table_identity")
+        if study.user_attrs.get("kind") != "table" or old is None:
+            raise UserError(f"study {name!r} in {url} is not a table (it was made by `run`); use --study-name")
+        for key in ("space", "objectives", "target"):
+            if old.get(key) != identity[key]:
+                raise UserError(
+                    f"table {name!r} in {url} was built with a different {key}; use --study-name for a new table"
+                )
+        for b, ident in identity["budgets"].items():
+            if b in old["budgets"] and old["budgets"][b] != ident:
+                diff = sorted(k for k in ident if ident[k] != old["budgets"][b].get(k))
+                raise UserError(
+                    f"table {name!r}: budget {b!r} was built with a different {', '.join(diff)}: its rows would not be "
+                    "comparable (add a budget under another name, or use --study-name for a new table)"
+                )
+        merged = {**old["budgets"], **identity["budgets"]}
+        if merged != old["budgets"]:
+            study.set_user_attr("table_identity", {**identity, "budgets": merged})
+
+    done: set[tuple[str, int, str]] = set()
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        if t.state.is_finished() and ua.get("status") in FINAL_RUN and "budget" in ua:
+            done.add((ua["budget"], int(ua["seed"]), ua["placement_string"]))
+    todo = [j for j in jobs if j.key not in done]
+    result = BuildResult(name, url, len(jobs), len(jobs) - len(todo))
+    emit("open", {"study": name, "total": len(jobs), "done": result.done_before, "todo": len(todo)})
+    if max_runs is not None:
+        todo = todo[:max_runs]
+    if not todo:
+        result.stop_reason = "the table is complete" if result.done_before == len(jobs) else "nothing to do"
+        return result
+
+    dists: dict[str, Any] = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in space.groups}
+    by_name = {b.name: b for b in cfg.table.budgets}
+    versions = _versions()
+    started = time.monotonic()
+    t_frames, t_size = cfg.target.frames or space.clip[0], cfg.target.size or space.clip[1]
+    target_input = f"{t_frames}x{t_size}x{t_size}"
+
+    def spec_of(job: TableJob) -> dict[str, Any]:
+        b = by_name[job.budget]
+        budget = asdict(dataclasses.replace(b.proxy, seed=job.seed))
+        budget["threads"] = max(1, int(cfg.resources.cpus))
+        return {
+            "space": cfg.space,
+            "placement": job.placement.to_dict(),
+            "data": asdict(b.data),
+            "proxy": budget,
+            "target": asdict(cfg.target),
+            "macs": job.macs,
+        }
+
+    def record(job: TableJob, final: dict[str, Any] | None, failure: str | None, wall: float, host: str | None) -> None:
+        from optuna.trial import TrialState, create_trial
+
+        b = by_name[job.budget]
+        params = {g.name: tok for g, tok in zip(space.groups, space.placement_string(job.placement).split())}
+        ua: dict[str, Any] = {
+            "budget": job.budget,
+            "seed": job.seed,
+            "placement": job.placement.to_dict(),
+            "placement_string": job.placement_string,
+            "params": job.params,
+            "macs": job.macs,
+            "flops": 2 * job.macs,
+            "proxy_macs": job.proxy_macs,
+            "proxy_flops": 2 * job.proxy_macs,
+            "target_input": target_input,
+            "proxy_input": f"{b.data.frames}x{b.data.size}x{b.data.size}",
+            "proxy_budget": {k: v for k, v in asdict(b.proxy).items() if k not in ("threads", "log_every", "device")}
+            | {"seed": job.seed},
+            "data_config": {
+                k: v for k, v in asdict(b.data).items() if k not in ("cache", "cache_dir", "decode_workers")
+            },
+            "wall_time_s": round(wall, 3),
+            "host": host,
+            **versions,
+        }
+        state, values = TrialState.FAIL, None
+        intermediate: dict[int, float] = {}
+        if failure is not None:
+            ua.update(status="failed", reason=failure)
+        else:
+            assert final is not None
+            r = final["result"]
+            ua.update(
+                status=r["status"] if r["status"] != "stopped" else "failed",
+                accuracy=r["accuracy"],
+                top5=r["top5"],
+                eval_loss=r["eval_loss"],
+                eval_curve=r["eval_curve"],
+                per_class_accuracy=r["per_class_accuracy"],
+                steps_done=r["steps_done"],
+                train_time_s=round(r["train_time_s"], 3),
+                device=r["device"],
+                precision=r["precision"],
+            )
+            if r.get("reason"):
+                ua["reason"] = r["reason"]
+            intermediate = {int(s): float(a) for s, a in r["eval_curve"]}
+            if r["status"] == "ok":
+                state = TrialState.COMPLETE
+                m = {"accuracy": r["accuracy"], "macs": job.macs, "params": job.params}
+                values = [float(m[o]) for o in cfg.objectives]
+        trial = create_trial(
+            state=state,
+            values=values,
+            params=params,
+            distributions=dists,
+            user_attrs=ua,
+            intermediate_values=intermediate,
+        )
+        study.add_trial(trial)
+        status = ua["status"]
+        result.by_budget[job.budget] = result.by_budget.get(job.budget, 0) + (status in FINAL_RUN)
+        if status in FINAL_RUN:
+            result.done += 1
+        else:
+            result.failed += 1
+        emit(
+            "run",
+            {
+                "budget": job.budget,
+                "seed": job.seed,
+                "placement": job.placement_string,
+                "status": status,
+                "accuracy": ua.get("accuracy"),
+                "wall_time_s": wall,
+                "done": result.done_before + result.done,
+                "total": len(jobs),
+                "elapsed_s": time.monotonic() - started,
+                "reason": ua.get("reason"),
+            },
+        )
+
+    _run_on_ray(cfg, todo, spec_of, record, result, ray_address, timeout, started, emit, trial_fn)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def _run_on_ray(
+    cfg: Any,
+    todo: list[TableJob],
+    spec_of: Callable[[TableJob], dict[str, Any]],
+    record: Callable[..., None],
+    result: BuildResult,
+    ray_address: str | None,
+    timeout: float | None,
+    started: float,
+    emit: Callable[[str, dict[str, Any]], None],
+    trial_fn: Callable[[dict[str, Any]], Any] | None,
+) -> None:
+    import logging
+
+    import ray
+
+    from ..search.worker import run_trial
+
+    own = False
+    if not ray.is_initialized():
+        address = ray_address if ray_address is not None else cfg.ray.address
+        kw: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+        if address in (None, "", "local"):
+            kw.update(address="local", num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus)
+        else:
+            kw["address"] = address
+        try:
+            ray.init(**kw)
+        except ConnectionError as e:
+            raise UserError(f"--ray-address {address}: {str(e).splitlines()[0]}") from None
+        own = True
+    r = cfg.resources
+    total = ray.cluster_resources()
+    slots = int(total.get("CPU", 1) // r.cpus)
+    if r.gpus:
+        slots = min(slots, int(total.get("GPU", 0) // r.gpus + 1e-9))
+    if r.max_concurrent:
+        slots = min(slots, r.max_concurrent)
+    if slots < 1:
+        raise UserError(f"[resources] cpus = {r.cpus} / gpus = {r.gpus} per run, but the Ray cluster has {total}")
+    emit("ray", {"slots": slots, "resources": total})
+    remote = ray.remote(trial_fn or run_trial).options(num_cpus=r.cpus, num_gpus=r.gpus, max_retries=0)
+    queue: Iterator[TableJob] = iter(todo)
+    inflight: dict[Any, tuple[TableJob, float, dict[str, Any]]] = {}
+    main = threading.current_thread() is threading.main_thread()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Stop()
+
+    if main:
+        old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+        old_term = signal.signal(signal.SIGTERM, on_term)
+    stopping = False
+    try:
+        while True:
+            while not stopping and len(inflight) < slots:
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    stopping = True
+                    result.stop_reason = f"time limit of {timeout:g} s reached"
+                    break
+                job = next(queue, None)
+                if job is None:
+                    stopping = True
+                    break
+                gen = remote.remote(spec_of(job))
+                inflight[gen] = (job, time.monotonic(), {})
+            if not inflight:
+                break
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            for gen in ready:
+                job, t0, info = inflight[gen]
+                assert isinstance(info, dict)
+                try:
+                    ref: Any = next(gen)  # type: ignore[arg-type]
+                    event: Any = ray.get(ref)
+                except StopIteration:
+                    del inflight[gen]
+                    final = info.get("final")
+                    fail = None if final else "the worker ended without a result"
+                    record(job, final, fail, time.monotonic() - t0, info.get("host"))
+                    continue
+                except Exception as e:
+                    del inflight[gen]
+                    cause = getattr(e, "cause", None) or e
+                    if isinstance(cause, UserError):
+                        raise UserError(
+                            f"run {job.placement_string} ({job.budget}, seed {job.seed}) on a worker: {cause}"
+                        ) from None
+                    text = str(cause).strip().splitlines()
+                    record(
+                        job,
+                        None,
+                        f"{type(cause).__name__}: {text[-1] if text else ''}"[:500],
+                        time.monotonic() - t0,
+                        info.get("host"),
+                    )
+                    continue
+                if event.get("event") == "started":
+                    info["host"] = event.get("host")
+                elif event.get("event") == "result":
+                    info["final"] = event
+        if not result.stop_reason:
+            result.stop_reason = (
+                "every run of the table is done" if result.done_before + result.done == result.total else "done"
+            )
+    except (KeyboardInterrupt, _Stop):
+        for gen in inflight:
+            try:
+                ray.cancel(gen, force=True)
+            except Exception:
+                pass
+        result.interrupted = True
+        result.stop_reason = f"interrupted: {len(inflight)} running run(s) cancelled; completed runs are kept, run the build again to go on"
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+        if own:
+            ray.shutdown()
