@@ -32,6 +32,10 @@ __all__ = ["PlacementCosts"]
 MAX_ENUMERATE = 2_000_000_000
 #: Spaces larger than this are not returned as whole arrays by :meth:`PlacementCosts.arrays`.
 MAX_ARRAYS = 50_000_000
+#: counted links, shared by every PlacementCosts of the process (a driver builds two per study;
+#: a benchmark replaying many studies would count the same links again): keyed by the backbone's
+#: kind and arguments, the classifier width, the link, its choices and its input shape
+_LINK_COUNTS: dict[tuple, tuple[int, int, tuple[int, ...]]] = {}
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ class PlacementCosts:
     # -- tables -------------------------------------------------------------------------
     def _build_tables(self) -> list[_LinkTable]:
         space = self.space
-        cache: dict[tuple, tuple[int, int, tuple[int, ...]]] = {}
+        cache = _LINK_COUNTS
+        backbone = (type(space.backbone).__qualname__, repr(space.backbone.args), self.num_classes)
         states: list[tuple[int, ...]] = [self.input_shape]
         tables = []
         for link in space.backbone.chain(num_classes=self.num_classes):
@@ -85,7 +90,7 @@ class PlacementCosts:
                     if any(g == h and a != b for (g, a), (h, b) in itertools.combinations(zip(groups, combo), 2)):
                         continue  # tied positions never differ
                     choices = {p: space.position_choices[p][c] for p, c in zip(link.positions, combo)}
-                    key = (link.name, tuple(sorted(choices.items())), shape)
+                    key = (backbone, link.name, tuple(sorted(choices.items())), shape)
                     if key not in cache:
                         cache[key] = count_macs(meta_build(link.make, choices), shape)
                     n_params, n_macs, out = cache[key]

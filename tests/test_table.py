@@ -227,11 +227,20 @@ def test_build_resume_and_export(tmp_path):
         temporal = (r.ops[0] != "2d") + 2 * sum(op != "2d" for op in r.ops[1:])  # positions: stem, 2 per block
         assert r.accuracy == pytest.approx(0.1 + 0.05 * temporal + 0.01 * r.seed)
         assert r.families["appearance"] == pytest.approx(r.accuracy)
+    # another sitting, on another machine: a new study grows from the exported CSV
+    other = sqlite_url(tmp_path, "other.db")
+    cont = build_table(cfg, storage=other, seed_table=t, max_runs=1, trial_fn=formula_trial)
+    assert (cont.imported, cont.done_before, cont.done) == (96, 96, 0)
+    st2 = optuna.load_study(study_name="small", storage=open_storage(other, create=False))
+    assert len(st2.trials) == 96 and all(tr.user_attrs["imported_from"].endswith("table.csv") for tr in st2.trials)
+    assert sorted(tr.values[0] for tr in st2.trials) == sorted(tr.values[0] for tr in st.trials)
     # a budget redefined under the same name is refused (its rows would not be comparable)
     changed = (tmp_path / "t.toml").read_text().replace("steps = 12", "steps = 13")
     (tmp_path / "t.toml").write_text(changed)
     with pytest.raises(UserError, match="budget 'reference' was built with a different proxy"):
         build_table(load_study_config(tmp_path / "t.toml"), storage=url, trial_fn=formula_trial)
+    with pytest.raises(UserError, match="budget 'reference' of the table was trained with other settings"):
+        build_table(load_study_config(tmp_path / "t.toml"), storage=sqlite_url(tmp_path, "third.db"), seed_table=t)
 
 
 # -- the table evaluator behind the real driver ----------------------------------------------------

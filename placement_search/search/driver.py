@@ -45,13 +45,12 @@ from ..placement import Placement
 from ..space import SearchSpace, load_space
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .early_stop import Reference, compact, dominates
+from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
 from .fastsql import create_trial, finish_trial
 from .storage import COUNTED, FINAL, open_storage, quiet_optuna, trial_status
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
 
-#: Ray errors that mean the worker (or its node) died rather than the trial's own code failing
-_WORKER_DEATH = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "ActorDiedError")
 #: proposals in a row that need no training before the driver decides the sampler is stuck
 MAX_IDLE_PROPOSALS = 200
 #: the driver records a heartbeat this often; a driver silent for HEARTBEAT_STALE_S is taken as dead
@@ -175,6 +174,8 @@ class SearchDriver:
             object in ``$PLACEMENT_SEARCH_FAULTS``).
         trial_fn: what a Ray task runs for a trial (default :func:`.worker.run_trial`): a generator
             taking the trial's spec and yielding events; benchmarks pass one that returns at once.
+        executor: where trials run: ``"ray"`` (default), ``"inline"`` (one at a time in this
+            process: table replays and tests), or an :class:`.executor.Executor`.
     """
 
     def __init__(
@@ -189,6 +190,7 @@ class SearchDriver:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         faults: dict[str, str] | None = None,
         trial_fn: Callable[[dict[str, Any]], Any] | None = None,
+        executor: Executor | str | None = None,
     ) -> None:
         self.trial_fn = trial_fn
         self.cfg = cfg
@@ -199,6 +201,17 @@ class SearchDriver:
             raise UserError(f"--trials: expected a positive integer, got {self.target_trials}")
         self.timeout = timeout if timeout is not None else cfg.timeout
         self.ray_address = ray_address if ray_address is not None else cfg.ray.address
+        from .worker import run_trial
+
+        fn = trial_fn or run_trial
+        if executor is None or executor == "ray":
+            self.executor: Executor = RayExecutor(fn, cfg.resources, cfg.ray, self.ray_address)
+        elif executor == "inline":
+            self.executor = InlineExecutor(fn)
+        elif isinstance(executor, Executor):
+            self.executor = executor
+        else:
+            raise ValueError(f"executor: 'ray', 'inline' or an Executor, got {executor!r}")
         self.on_event = on_event or (lambda kind, info: None)
         self.faults = faults if faults is not None else json.loads(os.environ.get("PLACEMENT_SEARCH_FAULTS", "{}"))
         self.space: SearchSpace = load_space(cfg.space)
@@ -421,66 +434,6 @@ class SearchDriver:
         if status in ("ok", "early_stopped") and ua.get("eval_curve") and ua.get("macs") is not None:
             self.reference.append(Reference(number, int(ua["macs"]), {int(s): float(a) for s, a in ua["eval_curve"]}))
 
-    # -- Ray ----------------------------------------------------------------------------------
-    def _start_ray(self) -> None:
-        import logging
-
-        import ray
-
-        self._own_ray = False
-        if ray.is_initialized():
-            return
-        kw: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
-        address = self.ray_address
-        if address in (None, "", "local"):
-            r = self.cfg.ray
-            kw.update(
-                address="local", num_cpus=r.num_cpus, num_gpus=r.num_gpus, object_store_memory=r.object_store_memory
-            )
-        else:
-            kw["address"] = address
-        try:
-            ray.init(**kw)
-        except ConnectionError as e:
-            raise UserError(f"--ray-address {address}: {str(e).splitlines()[0]}") from None
-        self._own_ray = True
-
-    def _slots(self) -> int:
-        import ray
-
-        r = self.cfg.resources
-        total = ray.cluster_resources()
-        n = int(total.get("CPU", 1) // r.cpus) if r.cpus else 1 << 30
-        if r.gpus:
-            gpus = total.get("GPU", 0)
-            if gpus < r.gpus:
-                raise UserError(
-                    f"[resources] gpus = {r.gpus} per trial, but the Ray cluster has {gpus:g} GPUs; "
-                    "set gpus = 0 to train on CPU"
-                )
-            n = min(n, int(gpus // r.gpus + 1e-9))
-        if r.max_concurrent:
-            n = min(n, r.max_concurrent)
-        if n < 1:
-            raise UserError(
-                f"[resources] cpus = {r.cpus} per trial, but the Ray cluster has {total.get('CPU', 0):g} CPUs"
-            )
-        return n
-
-    def _remote(self) -> Any:
-        import ray
-
-        from .worker import run_trial
-
-        if not hasattr(self, "_remote_fn"):
-            fn = self.trial_fn or run_trial
-            r = self.cfg.resources
-            opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0}
-            if r.memory_gb:
-                opts["memory"] = int(r.memory_gb * 2**30)
-            self._remote_fn = ray.remote(fn).options(**opts)
-        return self._remote_fn
-
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> RunResult:
         quiet_optuna()
@@ -498,9 +451,8 @@ class SearchDriver:
             if main:  # Ctrl-C and SIGTERM stop the study cleanly (signals reach the main thread only)
                 old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
                 old_term = signal.signal(signal.SIGTERM, self._on_term)
-            self._own_ray = False
             try:
-                self._start_ray()
+                self.executor.start()
                 self._loop(result)
             except (KeyboardInterrupt, _Interrupt):
                 self._cancel_all()
@@ -514,10 +466,7 @@ class SearchDriver:
                     signal.signal(signal.SIGINT, old_int)
                     signal.signal(signal.SIGTERM, old_term)
                 self._push_figures(force=True)
-                if self._own_ray:
-                    import ray
-
-                    ray.shutdown()
+                self.executor.stop()
         else:
             result.stop_reason = self._done_reason() or ""
         self._release()
@@ -608,10 +557,8 @@ class SearchDriver:
         return None
 
     def _loop(self, result: RunResult) -> None:
-        import ray
-
-        slots = self._slots()
-        self.on_event("ray", {"slots": slots, "resources": ray.cluster_resources()})
+        slots = self.executor.slots()
+        self.on_event("ray", {"slots": slots, **self.executor.describe()})
         stop: str | None = None
         while True:
             # re-checked every time: a running trial that ends uncounted (over a latency budget)
@@ -622,8 +569,7 @@ class SearchDriver:
                 stop = self._done_reason()
             if not self.inflight:
                 break
-            ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
-            for gen in ready:
+            for gen in self.executor.wait(list(self.inflight), timeout=1.0):
                 self._advance(gen)
             self.on_event("tick", self.snapshot())
             self._heartbeat()
@@ -990,25 +936,22 @@ class SearchDriver:
         self.on_event("start", {"number": number, "placement": costs["placement_string"], "macs": costs["macs"]})
 
     def _submit(self, fl: _InFlight) -> None:
-        fl.gen = self._remote().remote(fl.spec)
+        fl.gen = self.executor.submit(fl.spec)
         fl.started = time.monotonic()
         fl.curve = []
         self.inflight[fl.gen] = fl
 
     # -- results ------------------------------------------------------------------------------
     def _advance(self, gen: Any) -> None:
-        import ray
-
         fl = self.inflight[gen]
         try:
-            ref = next(gen)
-            event = ray.get(ref)
+            event = self.executor.next_event(gen)
         except StopIteration:
             self._conclude(fl, None)
             return
         except Exception as e:  # a Ray error: the worker died, or the trial's code raised
             name = type(e).__name__
-            if any(c.__name__ in _WORKER_DEATH for c in type(e).__mro__):
+            if any(c.__name__ in WORKER_DEATH for c in type(e).__mro__):
                 del self.inflight[gen]
                 if fl.attempt <= self.cfg.resources.retries:
                     fl.attempt += 1
@@ -1190,15 +1133,11 @@ class SearchDriver:
 
     def _cancel_all(self) -> None:
         """Ctrl-C / SIGTERM: cancel running trials, record them, queue them for the next run."""
-        import ray
         from optuna.trial import TrialState
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         for gen in list(self.inflight):
-            try:
-                ray.cancel(gen, force=True)
-            except Exception:
-                pass
+            self.executor.cancel(gen)
         self.inflight.clear()
         self.dup_waiting.clear()  # their WAITING rows (if any) stay WAITING: the next run takes them
         # every RUNNING trial of the study is this driver's (one driver per study), including one

@@ -64,6 +64,7 @@ class BuildResult:
     total: int
     done_before: int
     done: int = 0
+    imported: int = 0
     failed: int = 0
     interrupted: bool = False
     elapsed_s: float = 0.0
@@ -135,6 +136,54 @@ def _identity(cfg: Any, space: SearchSpace) -> dict[str, Any]:
     }
 
 
+def _importable(
+    table: Any, jobs: list[TableJob], budgets: dict[str, Any], done: set[Any]
+) -> Iterator[tuple[TableJob, Any]]:
+    """The rows of an exported table that are runs of this table not yet in the study; a row
+    whose budget differs from this config's budget of the same name is an error."""
+    by_key = {j.key: j for j in jobs}
+    where = str(table.path)
+    for row in table.rows:
+        if row.status not in FINAL_RUN:
+            continue
+        b = budgets.get(row.budget)
+        if b is None:
+            continue
+        data = json.loads(row.extra.get("data") or "{}")
+        mine = {k: v for k, v in asdict(b.data).items() if k not in ("cache", "cache_dir", "decode_workers")}
+        if row.steps != b.proxy.steps or (data and data != json.loads(json.dumps(mine))):
+            raise UserError(
+                f"--from {where}: budget {row.budget!r} of the table was trained with other settings "
+                f"(steps {row.steps}, data {data}) than the study file's (steps {b.proxy.steps}, data {mine})"
+            )
+        job = by_key.get((row.budget, row.seed, row.placement))
+        if job is not None and job.key not in done:
+            yield job, row
+
+
+def _result_of_row(row: Any) -> dict[str, Any]:
+    return {
+        "status": row.status,
+        "accuracy": row.accuracy,
+        "top5": None,
+        "eval_loss": None,
+        "eval_curve": [list(p) for p in row.eval_curve],
+        "per_class_accuracy": dict(row.per_class),
+        "steps_done": row.steps,
+        "train_time_s": row.train_time_s,
+        "device": row.extra.get("device", ""),
+        "precision": "",
+    }
+
+
+def _provenance(row: Any, table: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"imported_from": str(table.path)}
+    for key in ("torch", "placement_search"):
+        if row.extra.get(key):
+            out[key] = row.extra[key]
+    return out
+
+
 def _versions() -> dict[str, str]:
     import torch
 
@@ -156,6 +205,7 @@ def build_table(
     timeout: float | None = None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     trial_fn: Callable[[dict[str, Any]], Any] | None = None,
+    seed_table: Any = None,
 ) -> BuildResult:
     """Build (or extend, or resume) the table of study config ``cfg`` (which has a ``[table]``).
 
@@ -169,6 +219,9 @@ def build_table(
         timeout: stop starting runs after this many seconds; running ones finish.
         on_event: progress callback ``(kind, info)``.
         trial_fn: what a Ray task runs (default :func:`placement_search.search.worker.run_trial`).
+        seed_table: a :class:`~placement_search.table.Table` (an exported table CSV) whose runs are
+            taken into the study before building, so a table grows over several sittings and
+            machines: each of its rows whose budget matches this config's is recorded as done.
     """
     import optuna
     from optuna.distributions import CategoricalDistribution
@@ -228,20 +281,7 @@ def build_table(
         if merged != old["budgets"]:
             study.set_user_attr("table_identity", {**identity, "budgets": merged})
 
-    done: set[tuple[str, int, str]] = set()
-    for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
-        if t.state.is_finished() and ua.get("status") in FINAL_RUN and "budget" in ua:
-            done.add((ua["budget"], int(ua["seed"]), ua["placement_string"]))
-    todo = [j for j in jobs if j.key not in done]
-    result = BuildResult(name, url, len(jobs), len(jobs) - len(todo))
-    emit("open", {"study": name, "total": len(jobs), "done": result.done_before, "todo": len(todo)})
-    if max_runs is not None:
-        todo = todo[:max_runs]
-    if not todo:
-        result.stop_reason = "the table is complete" if result.done_before == len(jobs) else "nothing to do"
-        return result
-
+    result = BuildResult(name, url, len(jobs), 0)
     dists: dict[str, Any] = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in space.groups}
     by_name = {b.name: b for b in cfg.table.budgets}
     versions = _versions()
@@ -262,7 +302,14 @@ def build_table(
             "macs": job.macs,
         }
 
-    def record(job: TableJob, final: dict[str, Any] | None, failure: str | None, wall: float, host: str | None) -> None:
+    def record(
+        job: TableJob,
+        final: dict[str, Any] | None,
+        failure: str | None,
+        wall: float,
+        host: str | None,
+        imported: dict[str, Any] | None = None,
+    ) -> None:
         from optuna.trial import TrialState, create_trial
 
         b = by_name[job.budget]
@@ -314,6 +361,8 @@ def build_table(
                 state = TrialState.COMPLETE
                 m = {"accuracy": r["accuracy"], "macs": job.macs, "params": job.params}
                 values = [float(m[o]) for o in cfg.objectives]
+        if imported is not None:
+            ua.update(imported)
         trial = create_trial(
             state=state,
             values=values,
@@ -324,6 +373,8 @@ def build_table(
         )
         study.add_trial(trial)
         status = ua["status"]
+        if imported is not None:
+            return
         result.by_budget[job.budget] = result.by_budget.get(job.budget, 0) + (status in FINAL_RUN)
         if status in FINAL_RUN:
             result.done += 1
@@ -344,6 +395,26 @@ def build_table(
                 "reason": ua.get("reason"),
             },
         )
+
+    done: set[tuple[str, int, str]] = set()
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        if t.state.is_finished() and ua.get("status") in FINAL_RUN and "budget" in ua:
+            done.add((ua["budget"], int(ua["seed"]), ua["placement_string"]))
+    if seed_table is not None:
+        for job, row in _importable(seed_table, jobs, by_name, done):
+            final = {"result": _result_of_row(row)}
+            record(job, final, None, row.wall_time_s, row.extra.get("host"), imported=_provenance(row, seed_table))
+            done.add(job.key)
+            result.imported += 1
+    todo = [j for j in jobs if j.key not in done]
+    result.done_before = len(jobs) - len(todo)
+    emit("open", {"study": name, "total": len(jobs), "done": result.done_before, "todo": len(todo)})
+    if max_runs is not None:
+        todo = todo[:max_runs]
+    if not todo:
+        result.stop_reason = "the table is complete" if result.done_before == len(jobs) else "nothing to do"
+        return result
 
     _run_on_ray(cfg, todo, spec_of, record, result, ray_address, timeout, started, emit, trial_fn)
     result.elapsed_s = time.monotonic() - started

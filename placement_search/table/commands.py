@@ -55,8 +55,10 @@ class _BuildProgress:
 def cmd_table_build(args: argparse.Namespace) -> int:
     from ..search.config import load_study_config
     from .build import build_table
+    from .table import read_table
 
     cfg = load_study_config(args.study_toml)
+    seed_table = read_table(args.from_table) if args.from_table else None
     storage = check_storage_url(args.storage) if args.storage else cfg.storage
     result = build_table(
         cfg,
@@ -67,7 +69,10 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         max_runs=args.max_runs,
         timeout=args.timeout,
         on_event=_BuildProgress(),
+        seed_table=seed_table,
     )
+    if result.imported:
+        print(f"took {result.imported} runs from {args.from_table}")
     have = result.done_before + result.done
     print(
         f"table {result.study!r}: {have} of {result.total} runs done ({result.done} now, {result.failed} failed and "
@@ -141,6 +146,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--ray-address", metavar="ADDR", help="'auto' or host:port to join a Ray cluster (default: local)")
     p.add_argument("--budget", action="append", metavar="NAME", help="only this budget (repeatable; default: all)")
     p.add_argument("--max-runs", type=_positive, metavar="N", help="stop after N new runs")
+    p.add_argument(
+        "--from",
+        dest="from_table",
+        metavar="TABLE_CSV",
+        help="first take the runs of an exported table (e.g. a committed one) into the study: build on",
+    )
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting runs after this long")
     p.set_defaults(func=cmd_table_build)
 

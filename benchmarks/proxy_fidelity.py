@@ -1,0 +1,155 @@
+"""How well does the proxy rank placements? Measured on the committed ground-truth table.
+
+Reads ``benchmarks/tables/tiny_sub243.csv`` (``placement-search table build studies/table_tiny.toml``;
+every placement of the tiny space with op kinds 2d/3d/sep, 3 trainer seeds at the proxy budget of
+the quickstart, 1 seed at a reference budget of 5x the steps) and prints, over the placements that
+hold every run at both budgets:
+
+(a) Kendall tau and top-10% overlap between two trainer seeds at the proxy budget (each pair);
+(b) between one proxy seed and the reference (each seed);
+(c) between the mean of k proxy seeds and the reference, k = 1, 2, 3 (each subset of seeds);
+(d) candidate proxies and their cost: the proxy run read at its intermediate evaluations (steps
+    20, 40, 60: a run of 80 steps stopped early, which is not a shorter cosine schedule), the
+    mean of k proxy seeds, and the reference run read at its own intermediate evaluations
+    (steps 100, 200, 300: 1 seed, so its tau against the reference at 400 is optimistic: the
+    same run); cost = the mean measured wall time of a proxy run x k x (step / steps).
+
+It also prints the held-out set's own noise (binomial standard error at the table's mean
+accuracy) beside the seed-to-seed spread, and names the cheapest candidate with tau >= 0.6 (the
+chosen proxy); its tau is the last line.
+
+    python benchmarks/proxy_fidelity.py [--table PATH]
+
+Runs in a few seconds from the committed table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from placement_search.table import read_table
+from placement_search.table.analysis import kendall_tau, mean_of_seeds, seed_subsets, top_overlap
+
+DEFAULT = Path(__file__).resolve().parent / "tables" / "tiny_sub243.csv"
+GOAL = 0.6
+
+
+def _ms(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:+.3f}"
+    return f"{statistics.fmean(values):+.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=DEFAULT)
+    args = parser.parse_args()
+    t = read_table(args.table)
+    pseeds, rseeds = t.seeds("proxy"), t.seeds("reference")
+    places = [
+        p
+        for p in t.placements("proxy")
+        if all(t.accuracy(p, "proxy", s) is not None for s in pseeds)
+        and all(t.accuracy(p, "reference", s) is not None for s in rseeds)
+    ]
+    if len(places) < 10:
+        raise SystemExit(f"{args.table}: only {len(places)} placements hold every run at both budgets; build on")
+    ref = mean_of_seeds(t, places, "reference", rseeds)
+    n_all = len(t.placements())
+    proxy_rows = [r for p in places for r in t.runs(p, "proxy")]
+    ref_rows = [r for p in places for r in t.runs(p, "reference")]
+    proxy_steps = proxy_rows[0].steps
+    ref_steps = ref_rows[0].steps
+    proxy_wall = statistics.fmean(r.wall_time_s for r in proxy_rows)
+    ref_wall = statistics.fmean(r.wall_time_s for r in ref_rows)
+    print(
+        f"table {args.table.name}: {len(places)} of {n_all} placements with every run; proxy: {proxy_steps} steps, "
+        f"seeds {pseeds}, {proxy_wall:.1f} s a run; reference: {ref_steps} steps, seeds {rseeds}, {ref_wall:.1f} s a run"
+    )
+    accs = [r.accuracy for r in proxy_rows if r.accuracy is not None]
+    spreads = [max(a) - min(a) for p in places if len(a := [t.accuracy(p, "proxy", s) or 0.0 for s in pseeds]) > 1]
+    clips = int(json.loads(proxy_rows[0].extra.get("data") or "{}").get("eval_clips", 0))
+    m = statistics.fmean(accs)
+    print(
+        f"proxy accuracy: mean {100 * m:.1f}%; seed-to-seed range per placement: median {100 * statistics.median(spreads):.1f} "
+        f"points (max {100 * max(spreads):.1f}); held-out noise alone (binomial SE at {clips} clips): "
+        f"{100 * math.sqrt(m * (1 - m) / max(clips, 1)):.1f} points"
+    )
+
+    print("\n(a) proxy seed vs proxy seed")
+    for s1, s2 in seed_subsets(pseeds, 2):
+        a, b = mean_of_seeds(t, places, "proxy", [s1]), mean_of_seeds(t, places, "proxy", [s2])
+        print(f"    seeds {s1} / {s2}: tau {kendall_tau(a, b):+.3f}, top-10% overlap {top_overlap(a, b):.2f}")
+
+    print("(b) one proxy seed vs reference")
+    for s in pseeds:
+        a = mean_of_seeds(t, places, "proxy", [s])
+        print(f"    seed {s}: tau {kendall_tau(a, ref):+.3f}, top-10% overlap {top_overlap(a, ref):.2f}")
+
+    print("(c) mean of k proxy seeds vs reference (mean ± std over subsets of seeds)")
+    taus_k: dict[int, list[float]] = {}
+    for k in range(1, len(pseeds) + 1):
+        taus, overlaps = [], []
+        for sub in seed_subsets(pseeds, k):
+            a = mean_of_seeds(t, places, "proxy", sub)
+            taus.append(kendall_tau(a, ref))
+            overlaps.append(top_overlap(a, ref))
+        taus_k[k] = taus
+        print(f"    k={k}: tau {_ms(taus)}, top-10% overlap {statistics.fmean(overlaps):.2f} ({len(taus)} subsets)")
+
+    print("(d) candidate proxies: tau vs reference against cost (s of one worker per placement)")
+    cands: list[tuple[str, float, float]] = []
+    for step in sorted({s for r in proxy_rows for s, _ in r.eval_curve}):
+        for k in range(1, len(pseeds) + 1):
+            taus = []
+            for sub in seed_subsets(pseeds, k):
+                a = [
+                    statistics.fmean(dict(t.row(p, "proxy", s).eval_curve).get(step, math.nan) for s in sub)  # type: ignore[union-attr]
+                    for p in places
+                ]
+                if any(math.isnan(x) for x in a):
+                    break
+                taus.append(kendall_tau(a, ref))
+            if taus:
+                cost = proxy_wall * k * step / proxy_steps
+                cands.append((f"proxy {step}/{proxy_steps} steps x {k} seed(s)", statistics.fmean(taus), cost))
+    for step in sorted({s for r in ref_rows for s, _ in r.eval_curve}):
+        if step >= ref_steps:
+            continue
+        a = [
+            statistics.fmean(dict(t.row(p, "reference", s).eval_curve).get(step, math.nan) for s in rseeds)
+            for p in places
+        ]  # type: ignore[union-attr]
+        if not any(math.isnan(x) for x in a):
+            cands.append(
+                (
+                    f"reference run at {step}/{ref_steps} steps (same run as the reference)",
+                    kendall_tau(a, ref),
+                    ref_wall * step / ref_steps,
+                )
+            )
+    cands.sort(key=lambda c: c[2])
+    for name, tau, cost in cands:
+        print(f"    {name:58s} tau {tau:+.3f}  cost {cost:6.1f} s  tau per 100 s {100 * tau / cost:+.2f}")
+    ok = [c for c in cands if c[1] >= GOAL and not c[0].startswith("reference")]
+    if ok:
+        name, tau, cost = ok[0]
+        print(f"chosen proxy (cheapest with tau >= {GOAL}): {name}, {cost:.1f} s a placement")
+        print(f"chosen proxy Kendall tau vs reference: {tau:.3f}")
+    else:
+        best = max((c for c in cands if not c[0].startswith("reference")), key=lambda c: c[1])
+        print(
+            f"no proxy candidate in the table reaches tau >= {GOAL}; the best: {best[0]}, {best[2]:.1f} s a placement"
+        )
+        print(f"best proxy Kendall tau vs reference: {best[1]:.3f} (goal {GOAL} not met)")
+
+
+if __name__ == "__main__":
+    main()
