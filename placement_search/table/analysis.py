@@ -100,8 +100,12 @@ def reference_hv_share(
     ``placements`` (default: every placement the table holds at that budget). Reference point:
     accuracy 0, ``cost_margin`` x the largest MACs."""
     universe = list(placements) if placements is not None else table.placements(budget)
-    pts = {p: (table.accuracy(p, budget), table.cost(p)[0]) for p in universe}
+    pts: dict[str, tuple[float, float]] = {}
+    for p in universe:
+        acc = table.accuracy(p, budget)
+        if acc is not None:
+            pts[p] = (acc, float(table.cost(p)[0]))
     ref = (0.0, cost_margin * max(c for _, c in pts.values()))
-    true = hypervolume(((a, c) for a, c in pts.values() if a is not None), ref)
-    got = hypervolume(((pts[p][0], pts[p][1]) for p in set(reported) if p in pts and pts[p][0] is not None), ref)
+    true = hypervolume(pts.values(), ref)
+    got = hypervolume((pts[p] for p in set(reported) if p in pts), ref)
     return got / true if true > 0 else 0.0
