@@ -23,6 +23,25 @@ from .train import ProxyBudget, train_proxy
 __all__ = ["main"]
 
 
+def self_command() -> str:
+    """How to run this program again, as the user can type it: ``placement-search`` when that is
+    on PATH and is this program, else the path it was started by (``.venv/bin/placement-search``)."""
+    import os
+    import shutil
+
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "placement-search"
+    if not argv0.endswith("placement-search"):
+        return "placement-search" if shutil.which("placement-search") else f"{sys.executable} -m placement_search"
+    found = shutil.which("placement-search")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "placement-search"
+    try:
+        rel = os.path.relpath(argv0)
+    except ValueError:
+        rel = argv0
+    return rel if not rel.startswith("..") and "/" in rel else os.path.abspath(argv0)
+
+
 def _g(n: float) -> str:
     return f"{n / 1e9:,.3f} G"
 
@@ -139,10 +158,10 @@ def cmd_space_show(args: argparse.Namespace) -> None:
     print(
         _table(
             [
-                (n, v["string"], "" if v["in_space"] else "reference", v["description"])
+                (n, v["string"], "yes" if v["in_space"] else "no: a reference model", v["description"])
                 for n, v in info["placements"].items()
             ],
-            ["named placement", "ops (one per group)", "", "description"],
+            ["named placement", "ops (one per group)", "in space?", "description"],
             "llll",
         )
     )
@@ -187,14 +206,41 @@ def cmd_space_count(args: argparse.Namespace) -> None:
 # -- flops ----------------------------------------------------------------------------------
 
 
+def _placement_notes(space: SearchSpace, placement: Any, frames: int) -> list[str]:
+    """What a user should know about a placement the space would not propose: choices outside
+    the space, temporal kernels longer than the clip."""
+    kt = {p.name: p.default_kt for p in space.positions}
+    notes = []
+    outside = [pos for pos in space.position_choices if placement[pos] not in space.position_choices[pos]]
+    if outside:
+        pos = outside[0]
+        allowed = ", ".join(c.token(kt[pos]) for c in space.position_choices[pos])
+        more = f" (and {len(outside) - 1} more positions)" if len(outside) > 1 else ""
+        notes.append(
+            f"{pos} uses {placement[pos].token(kt[pos])}, outside the choices of space {space.name!r} ({allowed}){more}: "
+            "a search would never propose this placement"
+        )
+    long = sorted({placement[pos].kt for pos in space.position_choices if placement[pos].kt > frames})
+    if long:
+        notes.append(
+            f"temporal kernel(s) {', '.join(map(str, long))} are longer than the {frames}-frame clip: "
+            "most of each kernel sees only padding"
+        )
+    return notes
+
+
 def cmd_flops(args: argparse.Namespace) -> None:
     space = load_space(args.space)
     placement = space.resolve(args.placement)
     cost = space.cost(placement, frames=args.frames, size=args.size, num_classes=args.classes)
+    notes = _placement_notes(space, placement, cost.input[2])
+    for note in notes:
+        print(f"placement-search: note: {note}", file=sys.stderr)
     out = {
         "space": space.name,
         "placement": space.placement_string(placement),
         "placement_json": placement.to_dict(),
+        "notes": notes,
         "classes": args.classes,
         **cost.to_dict(per_layer=args.per_layer),
     }
@@ -339,9 +385,19 @@ def cmd_train(args: argparse.Namespace) -> None:
         threads=args.threads,
     )
 
+    from .progressbar import progress_bar
+
+    # a bar on stderr: always on a terminal; with --json only there (stdout is for the JSON)
+    show = not args.quiet and (sys.stderr.isatty() or not args.json)
+    bar = progress_bar(budget.steps, "training", "step", enabled=show)
+
     def progress(step: int, ev: Any) -> None:
         if not args.json:
-            print(f"  step {step:5d}/{budget.steps}: held-out top-1 {100 * ev.top1:5.1f}%", flush=True)
+            bar.write(f"  step {step:5d}/{budget.steps}: held-out top-1 {100 * ev.top1:5.1f}%", file=sys.stdout)
+        bar.set_postfix_str(f"held-out top-1 {100 * ev.top1:.1f}%")
+
+    def on_step(step: int) -> None:
+        bar.update(step - bar.n)
 
     if not args.json:
         print(f"training {space.name}: {space.placement_string(placement)}")
@@ -349,7 +405,14 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"data: {args.data}, {data.num_classes} classes, {data.frames} frames x {data.size}x{data.size}; "
             f"{budget.steps} steps of {budget.batch_size} clips on {resolve_device(budget.device)}"
         )
-    result = train_proxy(lambda: space.build(placement, num_classes=data.num_classes), data, budget, callback=progress)
+    with bar:
+        result = train_proxy(
+            lambda: space.build(placement, num_classes=data.num_classes),
+            data,
+            budget,
+            callback=progress,
+            on_step=on_step,
+        )
     cost = space.cost(placement, frames=data.frames, size=data.size, num_classes=data.num_classes)
     out = {
         "space": space.name,
@@ -565,6 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--threads", type=_positive, help="CPU threads")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("subset", help="write list files for a Mini-Kinetics-style subset of a video data set")
@@ -599,7 +663,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DB_PROBLEMS = (
+    (
+        "malformed",
+        "the database file is damaged ({text}); restore it from a backup, or save what is readable "
+        "with `sqlite3 FILE .recover | sqlite3 recovered.db`",
+    ),
+    ("file is not a database", "this is not a database file ({text})"),
+    (
+        "readonly database",
+        "the database cannot be written ({text}): make the file and its folder writable, or "
+        "copy it somewhere writable; reading commands (status, pareto, report, export) work on it as it is",
+    ),
+    ("disk i/o error", "the database could not be read or written ({text}): check the disk"),
+    ("database or disk is full", "the disk is full ({text}): free space; completed trials are kept"),
+)
+
+
+def _storage_error(e: BaseException, args: argparse.Namespace) -> str | None:
+    """A clear message for a database that is damaged, read-only or on a failing disk (found
+    anywhere in the exception's chain), naming the storage; None for anything else."""
+    seen: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for exc in seen:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        low = text.lower()
+        for needle, message in _DB_PROBLEMS:
+            if needle in low and type(exc).__module__.split(".")[0] in ("sqlite3", "sqlalchemy", "optuna"):
+                where = getattr(args, "storage", None) or "the study's storage"
+                inner = text.split(") ", 1)[-1] if text.startswith("(") else text
+                return f"{where}: " + message.format(text=f"SQLite: {inner.split(' [SQL')[0]}")
+    return None
+
+
+def _plain_warning(message: Any, category: Any, filename: str, lineno: int, line: str | None = None) -> str:
+    """Warnings on the command line: one plain line, no source file and line."""
+    return f"placement-search: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _plain_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int | None] = args.func
@@ -610,6 +718,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. piped into `head`
         return 0
+    except Exception as e:  # a damaged or read-only database: one clear line, not a traceback
+        message = _storage_error(e, args)
+        if message is None:
+            raise
+        print(f"placement-search: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("placement-search: interrupted", file=sys.stderr)
         return 130

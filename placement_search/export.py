@@ -359,6 +359,9 @@ def load_architecture(
     ):
         raise UserError(f"num_classes: expected a positive integer, got {num_classes!r}")
     n = arch.num_classes if num_classes is None else num_classes
+    from .limits import check_memory, model_memory
+
+    check_memory(model_memory(arch.cost(n)), "the network", f"{Path(path)}: {ARCH_FILE}")
     model = arch.build(n)
     cost = arch.data.get("cost")
     if n == arch.num_classes and isinstance(cost, dict) and isinstance(cost.get("params"), int):
@@ -710,7 +713,7 @@ def _select(info: _Study, trials: Sequence[int] | None, pareto: bool) -> list[An
     return out
 
 
-def _plan(info: _Study, trial: Any, out: Path, weights: bool, overwrite: bool) -> _Plan:
+def _plan(info: _Study, trial: Any, out: Path, weights: bool, overwrite: bool, any_status: bool = False) -> _Plan:
     from optuna.trial import TrialState
 
     from .search.storage import trial_status
@@ -722,6 +725,14 @@ def _plan(info: _Study, trial: Any, out: Path, weights: bool, overwrite: bool) -
     ua = trial.user_attrs
     if not isinstance(ua.get("placement"), dict):
         raise UserError(f"{where}: trial {n} recorded no placement (status {trial_status(trial)})")
+    status = trial_status(trial)
+    if status not in ("ok", "early_stopped", "reused") and not any_status:
+        reason = f": {ua['reason']}" if ua.get("reason") else ""
+        raise UserError(
+            f"{where}: trial {n} has no result (status {status}{reason}); its placement was not measured. "
+            "Export a trial that trained it (see `placement-search pareto`), or pass --any-status to export "
+            "the architecture anyway"
+        )
     source = trial
     if ua.get("status") == "reused":
         src = ua.get("reused_from")
@@ -1082,6 +1093,7 @@ def export_study(
     clip: tuple[int, int] | None = None,
     overwrite: bool = False,
     on_exported: Callable[[ExportedArchitecture], None] | None = None,
+    any_status: bool = False,
 ) -> list[ExportedArchitecture]:
     """Export trials of a study, one folder each (``trial-0007``) under ``out_dir``.
 
@@ -1103,6 +1115,8 @@ def export_study(
             the study's target input). ``arch.json``'s cost is always at the target input.
         overwrite: replace existing, non-empty trial folders.
         on_exported: called with each folder as soon as it is written.
+        any_status: also export trials without a result (failed, interrupted, infeasible...);
+            by default asking for one is an error.
     """
     fmts = parse_formats(formats)
     if "onnx" in fmts:
@@ -1126,10 +1140,30 @@ def export_study(
             else "it kept no artifacts ([artifacts] enabled = false)"
         )
         raise UserError(f"--weights: study {info.name!r} has no stored weights: {why}")
-    plans = [_plan(info, t, out, weights, overwrite) for t in selected]
+    try:  # a folder we cannot write to (read-only, /proc, a full disk) is found before any work
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UserError(f"-o {out}: cannot write files there: {e.strerror or e}") from None
+    plans = [_plan(info, t, out, weights, overwrite, any_status) for t in selected]
+    if any(f in fmts for f in ("torchscript", "onnx")):
+        from .limits import check_memory, model_memory
+
+        frames, size = clip or (info.frames, info.size)
+        for plan in plans:
+            classes = plan.proxy_classes if weights and plan.proxy_classes else info.num_classes
+            cost = info.space.cost(plan.placement, frames=frames, size=size, num_classes=classes)
+            # tracing and the eager reference hold the activations of a CHECK_BATCH batch about twice
+            need = 2 * model_memory(cost, batch=CHECK_BATCH)
+            check_memory(need, f"tracing trial {plan.trial.number} at {frames}x{size}x{size}", "--clip")
     results = []
     for plan in plans:
-        result = _write(info, plan, out, fmts, weights, clip, overwrite)
+        try:
+            result = _write(info, plan, out, fmts, weights, clip, overwrite)
+        except OSError as e:
+            raise UserError(f"-o {out}: cannot write trial {plan.trial.number}'s folder: {e.strerror or e}") from None
         results.append(result)
         if on_exported is not None:
             on_exported(result)

@@ -352,8 +352,9 @@ class SearchSpace:
         """Clip tensor shape ``(1, C, T, H, W)``; unset sizes take the space's default clip."""
         frames = self.clip[0] if frames is None else frames
         size = self.clip[1] if size is None else size
-        if frames < 1 or size < 1:
-            raise UserError(f"clip size must be positive, got {frames} frames of {size}x{size}")
+        from .limits import check_clip
+
+        check_clip(frames, size)
         return (1, getattr(self.backbone.args, "in_channels", 3), frames, size, size)
 
     def cost(

@@ -198,6 +198,7 @@ def train_proxy(
     budget: ProxyBudget | None = None,
     *,
     callback: Callback | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` for ``budget`` and evaluate it on the held-out clips.
 
@@ -208,6 +209,7 @@ def train_proxy(
         budget: the proxy budget (default :class:`ProxyBudget()`).
         callback: called after each intermediate evaluation with ``(step, result)``;
             returning True stops the run (status ``stopped``, with that evaluation's accuracy).
+        on_step: called with the number of steps done after each optimiser step (progress).
     """
     budget = budget or ProxyBudget()
     t_start = time.perf_counter()
@@ -258,6 +260,8 @@ def train_proxy(
             since_log += 1
             train_clips += y.numel()
             result.steps_done = step + 1
+            if on_step is not None:
+                on_step(step + 1)
             last = step + 1 == budget.steps
             eval_due = bool(budget.eval_every) and (step + 1) % budget.eval_every == 0 and not last
             # on CPU a host sync is free: check every step; on a GPU, at each log point and

@@ -227,7 +227,38 @@ def analyze_temporal(path: str | Path) -> TemporalAnalysis:
         notes.append(f"{len(zero)} kernel(s) all zero or not finite, shares undefined: {', '.join(zero)}")
     if any(not k.centred for k in kernels):
         notes.append("even kt has no centre frame: its offsets are indices 0 .. kt-1 and it has no centre share")
+    notes += _training_notes(Path(path), kernels)
     return TemporalAnalysis(str(loaded.source), loaded.order_source, len(convs), tuple(kernels), tuple(notes))
+
+
+#: proxy runs shorter than this leave kernels close to their random initialisation
+FEW_STEPS = 2000
+
+
+def _training_notes(path: Path, kernels: Sequence[TemporalKernel]) -> list[str]:
+    """Why there may be nothing to read: weights from a short proxy run (known from an export's
+    arch.json), or shares that are all close to uniform."""
+    notes = []
+    arch = path / "arch.json" if path.is_dir() else path.parent / "arch.json"
+    steps = None
+    if arch.is_file():
+        try:
+            steps = json.loads(arch.read_text(encoding="utf-8")).get("proxy", {}).get("steps_done")
+        except (OSError, ValueError, AttributeError):
+            steps = None
+    if isinstance(steps, int) and steps < FEW_STEPS:
+        notes.append(
+            f"these weights come from a proxy run of {steps} steps: too little training for kernels to move far "
+            "from their random initialisation (spread evenly over time), so the shares below say little about "
+            "where the network uses time; analyse weights trained at full scale"
+        )
+    odd = [k for k in kernels if k.centred and k.centre_share is not None and math.isfinite(k.centre_share)]
+    if odd and all(abs(k.centre_share - 1 / k.kt) < 0.05 for k in odd if k.centre_share is not None):
+        notes.append(
+            "every kernel's centre share is within 0.05 of 1/kt: the weight is spread evenly over time, as at "
+            "initialisation; nothing can be read from it yet"
+        )
+    return notes
 
 
 # -- loading ------------------------------------------------------------------------------

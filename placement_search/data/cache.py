@@ -228,8 +228,12 @@ def _build(
     failures: list[list[Any]] = []
     offset = 0
     last_report = time.monotonic()
-    with open(folder / _DATA, "wb") as f:
+    from ..progressbar import progress_bar
+
+    bar = progress_bar(n, "decoding videos into the clip cache", "video")
+    with bar, open(folder / _DATA, "wb") as f:
         for i, result in enumerate(_ordered_map(decode, n, workers)):
+            bar.update(1)
             if isinstance(result, BaseException):
                 failures.append([i, str(result) or type(result).__name__])
                 frames = np.zeros((0, 0, 0, 3), np.uint8)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..cli import _emit, _positive, _table
+from ..cli import _emit, _positive, _table, self_command
 from .config import DEFAULT_STORAGE, check_storage_url
 
 __all__ = ["add_parsers"]
@@ -76,6 +76,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     result = driver.run()
     print(f"stopped: {result.stop_reason} after {result.elapsed_s:.0f} s", flush=True)
+    me = self_command()
+    if result.stop_reason.startswith("reached") and getattr(driver, "counted_at_start", 0) >= result.target_trials:
+        print(
+            f"the study already holds {result.counted} counted trials (its budget is {result.target_trials}): "
+            f"to go on, run it with a larger budget, e.g. {me} run {args.study_toml} --trials {result.counted + 20}",
+            flush=True,
+        )
     study = load_study(open_storage(storage, create=False), driver.study_name)
     rows = pareto_rows(study)
     print(f"\nPareto front ({len(rows)} trials; accuracy up, compute down):")
@@ -83,13 +90,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     base = f"--storage {storage} --study {driver.study_name}"
     print(
         "\nnext:\n"
-        f"  placement-search dashboard {base}              # optuna-dashboard with figures and artifacts\n"
-        f"  placement-search report {base} -o {driver.study_name}-report.html\n"
-        f"  placement-search export {base} --pareto -o exported/ --format json,onnx --weights\n"
-        f"  placement-search pareto {base} --json\n"
+        f"  {me} dashboard {base}              # optuna-dashboard with figures and artifacts\n"
+        f"  {me} report {base} -o {driver.study_name}-report.html\n"
+        f"  {me} export {base} --pareto -o exported/ --format json,onnx --weights\n"
+        f"  {me} pareto {base} --json\n"
         f"  optuna.load_study(study_name={driver.study_name!r}, storage={storage!r})"
     )
-    return 130 if result.interrupted else 0
+    if result.interrupted:  # 130: Ctrl-C; 143: SIGTERM (a job scheduler's stop): the shell conventions
+        return 143 if result.signal == "SIGTERM" else 130
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -100,14 +109,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _emit(st)
         return 0
-    print(f"study {st['study']} (space {st['space']})")
+    print(f"study {st['study']} (space {st['space'] or '-'})")
     print("objectives: " + ", ".join(f"{o['name']} ({o['direction']})" for o in st["objectives"]))
     target = f" of {st['target_trials']}" if st["target_trials"] else ""
     print(f"trials: {st['trials']} in storage, {st['counted']}{target} counted (trained, stopped early or failed)")
-    print("by status: " + ", ".join(f"{k} {v}" for k, v in st["by_status"].items()))
+    print("by status: " + (", ".join(f"{k} {v}" for k, v in st["by_status"].items()) or "-"))
     best = f"{st['best_accuracy'] * 100:.1f}%" if st["best_accuracy"] is not None else "-"
     print(f"Pareto front: {st['pareto_size']} trials, best accuracy {best}")
-    print(f"first start {st['first_start']}, last update {st['last_update']}")
+    d = st["driver"]
+    if d["state"] == "alive":
+        print(f"driver: running (process {d['pid']} on {d['host']}, last heartbeat {d['heartbeat_age_s']:.0f} s ago)")
+    elif d["state"] == "dead":
+        print(
+            f"driver: dead (process {d['pid']} on {d['host']} stopped without closing the study; last heartbeat "
+            f"{d['heartbeat_age_s']:.0f} s ago)"
+            + (f": its {d['running_trials']} 'running' trial(s) are not running" if d["running_trials"] else "")
+        )
+    else:
+        print("driver: none (no driver runs this study)")
+    print(f"on resume: {st['resume']}")
+    if st["first_start"] is None:
+        print("nothing has run yet")
+    else:
+        print(f"first start {st['first_start']}, last update {st['last_update']}")
     return 0
 
 

@@ -739,6 +739,11 @@ def check_storage_url(url: str, where: str = "--storage") -> str:
         raise UserError(f"{where}: {url!r} is not a valid SQLAlchemy URL: {e}") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql", "mariadb"):
         raise UserError(f"{where}: unsupported database {parsed.get_backend_name()!r}; use sqlite, postgresql or mysql")
+    if parsed.get_backend_name() == "sqlite" and (not parsed.database or parsed.database == ":memory:"):
+        raise UserError(
+            f"{where}: {url!r} is an in-memory database: everything the study records would be lost when the "
+            "command ends; give a file, e.g. sqlite:///study.db"
+        )
     return url
 
 

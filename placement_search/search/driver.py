@@ -47,7 +47,7 @@ from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .early_stop import Reference, compact, dominates
 from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
 from .fastsql import create_trial, finish_trial
-from .storage import COUNTED, FINAL, open_storage, quiet_optuna, trial_status
+from .storage import COUNTED, FINAL, HEARTBEAT_STALE_S, driver_state, open_storage, quiet_optuna, trial_status
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
 
@@ -57,7 +57,6 @@ MAX_IDLE_PROPOSALS = 200
 HEARTBEAT_EVERY_S = 10.0
 #: dispatched placements over the latency budget in a row before the budget is taken as infeasible
 MAX_LATENCY_INFEASIBLE = 20
-HEARTBEAT_STALE_S = 60.0
 
 
 def canonical_key(placement: Placement) -> str:
@@ -75,6 +74,7 @@ class RunResult:
     by_status: dict[str, int] = field(default_factory=dict)
     stop_reason: str = ""
     interrupted: bool = False
+    signal: str | None = None  # "SIGINT" (Ctrl-C) or "SIGTERM" (a job scheduler) when interrupted
     elapsed_s: float = 0.0
     recovered: int = 0
 
@@ -212,6 +212,7 @@ class SearchDriver:
             self.executor = executor
         else:
             raise ValueError(f"executor: 'ray', 'inline' or an Executor, got {executor!r}")
+        self.executor.check()
         self.on_event = on_event or (lambda kind, info: None)
         self.faults = faults if faults is not None else json.loads(os.environ.get("PLACEMENT_SEARCH_FAULTS", "{}"))
         self.space: SearchSpace = load_space(cfg.space)
@@ -441,6 +442,8 @@ class SearchDriver:
         self._claim()
         recovered = self._recover()
         self._build_mirror()
+        self.counted_at_start = self.counted
+        self._terminate = False
         result = RunResult(self.study_name, self.storage_url, created, self.counted, self.target_trials)
         result.recovered = recovered
         self.on_event(
@@ -453,11 +456,17 @@ class SearchDriver:
                 old_term = signal.signal(signal.SIGTERM, self._on_term)
             try:
                 self.executor.start()
+                if main:  # again: ray.init installs its own SIGTERM handler, which aborts the process
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    signal.signal(signal.SIGTERM, self._on_term)
                 self._loop(result)
-            except (KeyboardInterrupt, _Interrupt):
+            except (KeyboardInterrupt, _Interrupt) as e:
                 self._cancel_all()
                 result.interrupted = True
-                result.stop_reason = "interrupted: running trials were cancelled and queued for the next run"
+                result.signal = "SIGTERM" if isinstance(e, _Interrupt) else "SIGINT"
+                result.stop_reason = (
+                    f"interrupted ({result.signal}): running trials were cancelled and queued for the next run"
+                )
             except BaseException:  # a configuration error found on a worker, a lost pipe, a bug:
                 self._cancel_all()  # nothing is left RUNNING
                 raise
@@ -485,19 +494,11 @@ class SearchDriver:
         other = self.study.user_attrs.get("driver")
         me = {"host": socket.gethostname(), "pid": os.getpid()}
         if other and (other.get("host"), other.get("pid")) != (me["host"], me["pid"]):
-            age = time.time() - float(other.get("heartbeat", 0))
-            alive = age < HEARTBEAT_STALE_S
-            if alive and other.get("host") == me["host"]:
-                try:
-                    os.kill(int(other["pid"]), 0)
-                except (ProcessLookupError, ValueError):
-                    alive = False  # that process is gone (killed): its trials are stale
-                except PermissionError:
-                    pass
-            if alive:
+            state = driver_state(other, 0)
+            if state["state"] == "alive":
                 raise UserError(
                     f"study {self.study_name!r} is being run by process {other.get('pid')} on {other.get('host')} "
-                    f"(last heartbeat {age:.0f} s ago); one driver per study. Stop it first, or wait "
+                    f"(last heartbeat {state['heartbeat_age_s']:.0f} s ago); one driver per study. Stop it first, or wait "
                     f"{HEARTBEAT_STALE_S:.0f} s if it was killed on another machine"
                 )
         self._me = me
@@ -532,7 +533,9 @@ class SearchDriver:
             self.on_event("warning", {"message": f"could not refresh the dashboard figures: {type(e).__name__}: {e}"})
 
     def _on_term(self, signum: int, frame: Any) -> None:
-        raise _Interrupt()
+        # a flag, not an exception: raised inside Ray's wait, an exception becomes a SystemError;
+        # the loop checks it at least once a second
+        self._terminate = True
 
     def _done_reason(self) -> str | None:
         if self.cfg.sampler == "families":
@@ -563,12 +566,16 @@ class SearchDriver:
         while True:
             # re-checked every time: a running trial that ends uncounted (over a latency budget)
             # frees its place in the trial budget again
+            if self._terminate:
+                raise _Interrupt()
             stop = self._done_reason()
             while stop is None and len(self.inflight) < slots:
                 self._propose()
                 stop = self._done_reason()
             if not self.inflight:
                 break
+            if self._terminate:
+                raise _Interrupt()
             for gen in self.executor.wait(list(self.inflight), timeout=1.0):
                 self._advance(gen)
             self.on_event("tick", self.snapshot())
@@ -580,6 +587,7 @@ class SearchDriver:
     def snapshot(self) -> dict[str, Any]:
         return {
             "counted": self.counted,
+            "counted_this_run": self.counted - getattr(self, "counted_at_start", 0),
             "target": self.target_trials,
             "running": len(self.inflight),
             "by_status": dict(self.by_status),

@@ -30,6 +30,10 @@ WORKER_DEATH = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOf
 class Executor:
     """The interface (see the module docstring)."""
 
+    def check(self) -> None:
+        """Refuse (UserError) a set-up that could never run a trial, before anything is created."""
+        return None
+
     def start(self) -> None:
         raise NotImplementedError
 
@@ -74,6 +78,20 @@ class RayExecutor(Executor):
         self.address = address
         self.own = False
         self._remote: Any = None
+
+    def check(self) -> None:
+        """Before anything is created: a new local instance must hold at least one trial."""
+        import os
+
+        if self.address not in (None, "", "local"):
+            return  # a cluster's size is known once joined
+        cpus = self.ray_config.num_cpus or os.cpu_count() or 1
+        if self.resources.cpus > cpus:
+            where = "[ray] num_cpus" if self.ray_config.num_cpus else "this machine"
+            raise UserError(
+                f"[resources] cpus = {self.resources.cpus:g} per trial, but {where} has {cpus} CPUs: no trial could "
+                "start; lower it (1 is usual on a CPU), or join a larger cluster with --ray-address"
+            )
 
     def start(self) -> None:
         import ray

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,22 +66,29 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
 
-    def show(r: Any) -> None:
-        if not args.json:
-            print(_line(r), flush=True)
+    from ..progressbar import progress_bar
 
-    results = export_study(
-        args.storage,
-        args.study,
-        args.output,
-        trials=args.trial,
-        pareto=args.pareto,
-        formats=args.format,
-        weights=args.weights,
-        clip=args.clip,
-        overwrite=args.overwrite,
-        on_exported=show,
-    )
+    bar = progress_bar(None, "exporting", "architecture", enabled=None if not args.json else False)
+
+    def show(r: Any) -> None:
+        bar.update(1)
+        if not args.json:
+            bar.write(_line(r), file=sys.stdout)
+
+    with bar:
+        results = export_study(
+            args.storage,
+            args.study,
+            args.output,
+            trials=args.trial,
+            pareto=args.pareto,
+            formats=args.format,
+            weights=args.weights,
+            clip=args.clip,
+            overwrite=args.overwrite,
+            on_exported=show,
+            any_status=args.any_status,
+        )
     if args.json:
         _emit([r.to_dict() for r in results])
         return 0
@@ -140,5 +148,10 @@ def add_parsers(sub: Any) -> None:
         help="clip at which TorchScript and ONNX are traced and checked (default: the study's target input)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing, non-empty trial folders")
+    p.add_argument(
+        "--any-status",
+        action="store_true",
+        help="also export --trial N without a result (failed, interrupted, infeasible): the architecture only",
+    )
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=cmd_export)

@@ -239,7 +239,7 @@ def pareto_figure(data: dict[str, Any]) -> Any:
             name="evaluated",
             marker={"color": "#9aa5b1", "size": 7},
             text=[f"trial {p['trial']}<br>{p['placement']}" for p in off],
-            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.1%}<extra></extra>",
         )
     )
     front = data["front"]
@@ -252,7 +252,7 @@ def pareto_figure(data: dict[str, Any]) -> Any:
             marker={"size": 9},
             name="Pareto front",
             text=[f"trial {p['trial']}<br>{p['placement']}" for p in front],
-            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.1%}<extra></extra>",
         )
     )
     named = data["named"]
@@ -266,15 +266,34 @@ def pareto_figure(data: dict[str, Any]) -> Any:
                 text=[p["named"] for p in named],
                 textposition="top center",
                 name="named placements",
-                hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+                hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.1%}<extra></extra>",
             )
         )
+    _label_ends(fig, front)
     fig.update_layout(
         title=f"Pareto front: proxy accuracy vs MACs at {data.get('target_input') or 'the target input'}",
         xaxis_title="GMACs (multiply-adds, batch 1; FLOPs = 2 x MACs)",
-        yaxis_title="proxy top-1 accuracy",
+        yaxis={"title": {"text": "proxy top-1 accuracy"}, "tickformat": ".0%"},
     )
     return fig
+
+
+def _label_ends(fig: Any, front: Sequence[dict[str, Any]]) -> None:
+    """Name the cheapest and the most accurate point of a front on the figure itself."""
+    if not front:
+        return
+    ends = {id(p): p for p in (min(front, key=lambda p: p["macs"]), max(front, key=lambda p: p["accuracy"]))}
+    for p in ends.values():
+        fig.add_annotation(
+            x=_gmacs(p["macs"]),
+            y=p["accuracy"],
+            text=f"trial {p['trial']}: {p['placement']}",
+            showarrow=True,
+            arrowhead=1,
+            ax=0,
+            ay=-28,
+            font={"size": 10},
+        )
 
 
 def hypervolume_figure(data: dict[str, Any]) -> Any:
@@ -310,6 +329,7 @@ def heatmap_figure(data: dict[str, Any]) -> Any:
             zmin=0,
             zmax=1,
             colorscale="Blues",
+            colorbar={"title": {"text": "share of<br>Pareto trials"}, "tickformat": ".0%"},
             text=[[f"{c}" for c in row] for row in data["counts"]],
             hovertemplate="%{y}: %{x} in %{z:.0%} of Pareto trials (%{text})<extra></extra>",
         )
@@ -332,11 +352,16 @@ def families_figure(data: dict[str, Any]) -> Any:
             go.Scatter(
                 x=[_gmacs(m["macs"]) for m in have],
                 y=[m["accuracy"] for m in have],
-                mode="lines+markers",
-                name=f"{family.replace('_', '-')} ({data['family_kind']})",
+                mode="lines+markers+text",
+                name=f"{family.replace('_', '-')} K ({data['family_kind']} in the "
+                + ("first" if family == "bottom_heavy" else "last")
+                + " groups; labels: K)",
                 line={"color": colors[family]},
-                text=[m["name"] for m in have],
-                hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+                text=[m["name"].rsplit("_", 1)[-1] for m in have],
+                textposition="top center" if family == "bottom_heavy" else "bottom center",
+                textfont={"color": colors[family]},
+                customdata=[m["name"] for m in have],
+                hovertemplate="%{customdata}<br>%{x:.3f} GMACs<br>accuracy %{y:.1%}<extra></extra>",
             )
         )
     uni = [u for u in data["uniform"] if u["trial"] is not None]
@@ -349,7 +374,7 @@ def families_figure(data: dict[str, Any]) -> Any:
             textposition="bottom center",
             marker={"symbol": "square", "size": 11, "color": "#444"},
             name="uniform",
-            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.1%}<extra></extra>",
         )
     )
     front = data["front"]
@@ -361,9 +386,10 @@ def families_figure(data: dict[str, Any]) -> Any:
             line={"shape": "hv", "color": "#d62728", "dash": "dot"},
             name="searched Pareto front",
             text=[f"trial {p['trial']}<br>{p['placement']}" for p in front],
-            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.3f}<extra></extra>",
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.1%}<extra></extra>",
         )
     )
+    _label_ends(fig, front)
     title = "Bottom-heavy vs top-heavy (Xie et al. 2018) and the searched front"
     if data["missing"]:
         title += f"<br><sup>not evaluated in this study: {', '.join(data['missing'][:8])}"
@@ -372,7 +398,7 @@ def families_figure(data: dict[str, Any]) -> Any:
     fig.update_layout(
         title=title,
         xaxis_title="GMACs (multiply-adds, batch 1)",
-        yaxis_title="proxy top-1 accuracy",
+        yaxis={"title": {"text": "proxy top-1 accuracy"}, "tickformat": ".0%"},
     )
     return fig
 

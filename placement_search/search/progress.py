@@ -41,8 +41,11 @@ class Progress:
         elapsed = snap["elapsed_s"]
         done, target = snap["counted"], snap["target"]
         left = []
-        if done and target > done:
-            left.append(elapsed / done * (target - done))
+        # the rate of this run (a resumed study's earlier trials took no time here); none before
+        # this run's first trial ends
+        new = snap.get("counted_this_run", done)
+        if new and target > done:
+            left.append(elapsed / new * (target - done))
         if snap.get("timeout"):
             left.append(snap["timeout"] - elapsed)
         remaining = f" | ~{_clock(min(left))} left" if left else ""

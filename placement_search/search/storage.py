@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,33 @@ def _new_sqlite(path: Path) -> None:
         raise UserError(f"--storage: cannot create the SQLite file {path}: {e}") from None
 
 
+def _check_writable(path: Path) -> None:
+    """A study the driver must write to: the file (if it exists) and its folder (SQLite writes its
+    journal beside it) must be writable. Checked without changing the file."""
+    import errno
+
+    if path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)  # opens, writes nothing (refused if immutable)
+            os.close(fd)
+        except OSError as e:
+            why = "read-only or immutable" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else e.strerror
+            raise UserError(
+                f"--storage: {path} cannot be written ({why}): a study can be read from it (status, pareto, "
+                "report, export) but not run; copy it somewhere writable to go on"
+            ) from None
+    try:
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise UserError(
+            f"--storage: the folder {path.parent} cannot be written ({e.strerror or e}): SQLite keeps its journal "
+            "beside the database"
+        ) from None
+
+
 def open_storage(url: str, *, create: bool) -> Any:
     """An Optuna storage for ``url``.
 
@@ -77,10 +106,13 @@ def open_storage(url: str, *, create: bool) -> Any:
         if not create and not path.is_file():
             raise UserError(f"--storage: no such SQLite file {path} (from {url})")
         if create:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise UserError(f"--storage: cannot create the folder of {path}: {e}") from None
+            if not path.parent.exists():
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise UserError(f"--storage: cannot create the folder of {path}: {e}") from None
+                print(f"placement-search: note: created the folder {path.parent} for {path.name}", file=sys.stderr)
+            _check_writable(path)
             if not path.exists():
                 _new_sqlite(path)
         engine_kwargs["connect_args"] = {"timeout": 60}
@@ -148,9 +180,29 @@ def study_status(study: Any) -> dict[str, Any]:
     best = pareto_rows(study)
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    driver = driver_state(study.user_attrs.get("driver"), counts.get("running", 0))
+    waiting = counts.get("waiting", 0)
+    running = counts.get("running", 0)
+    if driver["state"] == "alive":
+        resume = "a driver is running this study: a second one is refused"
+    else:
+        parts = []
+        if running:
+            parts.append(f"mark the {running} trial(s) left running as driver_died and train their placements again")
+        if waiting:
+            parts.append(f"train the {waiting} queued placement(s) first")
+        target = study.user_attrs.get("target_trials", cfg.get("trials"))
+        done = sum(counts.get(s, 0) for s in COUNTED)
+        if target and done >= target:
+            parts.append(
+                f"stop at once: the study already holds {done} of {target} counted trials (pass --trials N to go on)"
+            )
+        resume = "run again to " + "; ".join(parts) if parts else "run again to continue proposing placements"
     return {
         "study": study.study_name,
         "space": study.user_attrs.get("space"),
+        "driver": driver,
+        "resume": resume,
         "objectives": [{"name": n, "direction": d.name.lower()} for n, d in zip(names, study.directions)],
         "trials": len(trials),
         "counted": sum(counts.get(s, 0) for s in COUNTED),
@@ -160,6 +212,37 @@ def study_status(study: Any) -> dict[str, Any]:
         "best_accuracy": max((r["accuracy"] for r in best), default=None),
         "first_start": _iso(min(starts, default=None)),
         "last_update": _iso(max(ends + starts, default=None)),
+    }
+
+
+#: a driver silent for this long is taken as dead (the driver beats every 10 s)
+HEARTBEAT_STALE_S = 60.0
+
+
+def driver_state(driver: Any, running: int) -> dict[str, Any]:
+    """Whether a driver runs the study now: ``alive`` (a recent heartbeat and, on this machine, a
+    live process), ``dead`` (it stopped without releasing the study: killed), or ``none``."""
+    import os
+    import socket
+    import time
+
+    if not driver:
+        return {"state": "none", "running_trials": running}
+    age = time.time() - float(driver.get("heartbeat", 0))
+    alive = age < HEARTBEAT_STALE_S
+    if alive and driver.get("host") == socket.gethostname():
+        try:
+            os.kill(int(driver["pid"]), 0)
+        except (ProcessLookupError, ValueError, TypeError):
+            alive = False
+        except PermissionError:
+            pass
+    return {
+        "state": "alive" if alive else "dead",
+        "host": driver.get("host"),
+        "pid": driver.get("pid"),
+        "heartbeat_age_s": round(age, 1),
+        "running_trials": running,
     }
 
 

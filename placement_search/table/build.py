@@ -67,6 +67,7 @@ class BuildResult:
     imported: int = 0
     failed: int = 0
     interrupted: bool = False
+    signal: str | None = None
     elapsed_s: float = 0.0
     stop_reason: str = ""
     by_budget: dict[str, int] = field(default_factory=dict)
@@ -467,8 +468,10 @@ def _run_on_ray(
     inflight: dict[Any, tuple[TableJob, float, dict[str, Any]]] = {}
     main = threading.current_thread() is threading.main_thread()
 
+    term: list[int] = []
+
     def on_term(signum: int, frame: Any) -> None:
-        raise _Stop()
+        term.append(signum)  # a flag: an exception raised inside Ray's wait becomes a SystemError
 
     if main:
         old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -476,6 +479,8 @@ def _run_on_ray(
     stopping = False
     try:
         while True:
+            if term:
+                raise _Stop()
             while not stopping and len(inflight) < slots:
                 if timeout is not None and time.monotonic() - started >= timeout:
                     stopping = True
@@ -489,6 +494,8 @@ def _run_on_ray(
                 inflight[gen] = (job, time.monotonic(), {})
             if not inflight:
                 break
+            if term:
+                raise _Stop()
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for gen in ready:
                 job, t0, info = inflight[gen]
@@ -526,7 +533,8 @@ def _run_on_ray(
             result.stop_reason = (
                 "every run of the table is done" if result.done_before + result.done == result.total else "done"
             )
-    except (KeyboardInterrupt, _Stop):
+    except (KeyboardInterrupt, _Stop) as e:
+        result.signal = "SIGTERM" if isinstance(e, _Stop) else "SIGINT"
         for gen in inflight:
             try:
                 ray.cancel(gen, force=True)

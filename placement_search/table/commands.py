@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ..cli import _emit, _positive, _table
+from ..cli import _emit, _positive, _table, self_command
 from ..search.config import DEFAULT_STORAGE, check_storage_url
 
 __all__ = ["add_parsers"]
@@ -78,8 +78,10 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         f"table {result.study!r}: {have} of {result.total} runs done ({result.done} now, {result.failed} failed and "
         f"left for the next build); {result.stop_reason}"
     )
-    print(f"next: placement-search table export --storage {storage} --study {result.study} -o {result.study}.csv")
-    return 130 if result.interrupted else 0
+    print(f"next: {self_command()} table export --storage {storage} --study {result.study} -o {result.study}.csv")
+    if result.interrupted:
+        return 143 if result.signal == "SIGTERM" else 130
+    return 0
 
 
 def cmd_table_export(args: argparse.Namespace) -> int:

@@ -183,12 +183,17 @@ def video_clip_data(
         train_pos, val_pos = list(range(len(train_list))), list(range(len(val_list)))
 
     lists = [(train_list, train_source)] + ([(val_list, val_source)] if val_list is not None else [])
-    _warn_skipped([(v.items[i].path, why) for v, s in lists for i, why in _failures(s)], sum(len(v) for v, _ in lists))
+    _warn_skipped(
+        [(v.items[i].path, why) for v, s in lists for i, why in _failures(s)],
+        sum(len(v) for v, _ in lists),
+        Path(train_cache) if train_cache else None,
+    )
     train_pos = [i for i in train_pos if train_source.num_frames(i) > 0]
     val_pos = [i for i in val_pos if val_source.num_frames(i) > 0]
     for name, positions, videos in (("train", train_pos, train_list), ("val", val_pos, val_list or train_list)):
         if not positions:
             raise UserError(f"{videos.source}: no readable videos for the {name} split ({len(videos)} listed)")
+    _check_classes(train_list, train_pos)
 
     def dataset(source: FrameSource, positions: list[int], train: bool) -> VideoClipDataset:
         transform = ClipTransform(size, resize_to, train)
@@ -224,13 +229,54 @@ def _failures(source: FrameSource) -> list[tuple[int, str]]:
     return list(getattr(source, "failures", []))
 
 
-def _warn_skipped(failures: list[tuple[str, str]], total: int) -> None:
+def _check_classes(videos: VideoList, positions: list[int]) -> None:
+    """A data set that cannot train a classifier is an error before any training: a class with
+    no readable training video (it would be an empty class), or a single class (any model scores
+    100% on it)."""
+    counts = [0] * len(videos.class_names)
+    for i in positions:
+        counts[videos.items[i].label] += 1
+    if len(videos.class_names) < 2:
+        raise UserError(
+            f"{videos.source}: only one class ({videos.class_names[0]!r}): a classifier needs at least two "
+            "(any model would score 100%)"
+        )
+    empty = [n for n, c in zip(videos.class_names, counts) if c == 0]
+    if empty:
+        raise UserError(
+            f"{videos.source}: {len(empty)} class(es) have no readable training video: "
+            + ", ".join(repr(n) for n in empty[:5])
+            + (" ..." if len(empty) > 5 else "")
+            + "; remove them from the data set or add readable videos"
+        )
+
+
+def _warn_skipped(failures: list[tuple[str, str]], total: int, cache: Path | None = None) -> None:
+    """One plain warning line: how many videos were skipped, and the file that lists them all."""
     if not failures:
         return
-    shown = "; ".join(f"{path} ({why})" for path, why in failures[:3])
-    more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    listing = _write_skipped(failures, cache)
+    where = f"; the list: {listing}" if listing else f": {failures[0][0]} ({failures[0][1]}) ..."
     warnings.warn(
-        f"skipped {len(failures)} of {total} videos that could not be read: {shown}{more}",
+        f"skipped {len(failures)} of {total} videos that could not be read{where}",
         SkippedVideosWarning,
         stacklevel=3,
     )
+
+
+def _write_skipped(failures: list[tuple[str, str]], cache: Path | None) -> Path | None:
+    """Write ``path<TAB>reason`` lines beside the clip cache (or in the user's cache folder)."""
+    import hashlib
+
+    text = "".join(f"{path}\t{why}\n" for path, why in failures)
+    if cache is not None:
+        target = cache.parent / f"{cache.name}.skipped.txt"
+    else:
+        base = Path(os.environ.get("PLACEMENT_SEARCH_CACHE") or Path.home() / ".cache" / "placement-search")
+        target = base / f"skipped-{hashlib.sha1(text.encode()).hexdigest()[:12]}.txt"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError:
+        return None
+    return target

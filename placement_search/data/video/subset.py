@@ -160,10 +160,31 @@ def _choose_classes(videos: VideoList, classes: int | Sequence[str] | None, seed
 
 
 def _by_class(videos: VideoList) -> dict[int, list[VideoItem]]:
+    """Videos by class, without empty files (a zero-byte video can never be read)."""
     groups: dict[int, list[VideoItem]] = {}
+    empty: list[str] = []
     for v in videos.items:
+        if _is_empty_file(v.path):
+            empty.append(v.path)
+            continue
         groups.setdefault(v.label, []).append(v)
+    if empty:
+        warnings.warn(
+            f"subset: left out {len(empty)} empty (zero-byte) video file(s) of {videos.source}: "
+            + ", ".join(empty[:3])
+            + (" ..." if len(empty) > 3 else ""),
+            UserWarning,
+            stacklevel=3,
+        )
     return groups
+
+
+def _is_empty_file(path: str) -> bool:
+    p = Path(path)
+    try:
+        return p.is_file() and p.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def _shuffled(members: list[VideoItem], class_name: str, seed: int) -> list[VideoItem]:
