@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import optuna
 import pytest
 from search_helpers import sqlite_url, write_study
@@ -241,15 +239,9 @@ def test_load_architecture_checks_memory_before_allocating(finished, tmp_path, e
 
 
 def _video(path: Path, n: int = 24) -> None:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for k in range(n):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 5 * k, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    from test_video_data import _write_video
+
+    _write_video(path, n)
 
 
 def test_class_without_readable_video_and_single_class_are_errors(tmp_path):
@@ -287,7 +279,7 @@ def test_skipped_videos_warning_is_one_line_naming_the_list(tmp_path):
         video_clip_data(root, frames=4, size=32, cache_dir=tmp_path / "cache")
     message = str(rec[0].message)
     assert "\n" not in message and message.startswith("skipped 1 of 5 videos")
-    listing = Path(message.split("the list: ")[1])
+    listing = Path(message.split("the full list: ")[1])
     assert listing.is_file() and "broken.mp4" in listing.read_text()
     from placement_search.cli import _plain_warning
 

@@ -291,12 +291,13 @@ def test_clip_transform_train_flips_about_half_eval_is_centre() -> None:
 
 @pytest.fixture()
 def many(tmp_path: Path) -> Path:
-    """Eight classes of 6 to 13 (empty) video files; the subset maker never opens them."""
+    """Eight classes of 6 to 13 placeholder video files; the subset maker never decodes them (it
+    only leaves out empty files, which can never be read)."""
     root = tmp_path / "kinetics"
     for c in range(8):
         (root / f"class {c}").mkdir(parents=True)  # spaces in class names, as in Kinetics
         for j in range(6 + c):
-            (root / f"class {c}" / f"v{j:02d}.mp4").write_bytes(b"")
+            (root / f"class {c}" / f"v{j:02d}.mp4").write_bytes(b"not decoded")
     return root
 
 

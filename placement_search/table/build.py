@@ -434,36 +434,16 @@ def _run_on_ray(
     emit: Callable[[str, dict[str, Any]], None],
     trial_fn: Callable[[dict[str, Any]], Any] | None,
 ) -> None:
-    import logging
-
-    import ray
-
+    from ..search.executor import RayExecutor
     from ..search.worker import run_trial
 
-    own = False
-    if not ray.is_initialized():
-        address = ray_address if ray_address is not None else cfg.ray.address
-        kw: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
-        if address in (None, "", "local"):
-            kw.update(address="local", num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus)
-        else:
-            kw["address"] = address
-        try:
-            ray.init(**kw)
-        except ConnectionError as e:
-            raise UserError(f"--ray-address {address}: {str(e).splitlines()[0]}") from None
-        own = True
-    r = cfg.resources
-    total = ray.cluster_resources()
-    slots = int(total.get("CPU", 1) // r.cpus)
-    if r.gpus:
-        slots = min(slots, int(total.get("GPU", 0) // r.gpus + 1e-9))
-    if r.max_concurrent:
-        slots = min(slots, r.max_concurrent)
-    if slots < 1:
-        raise UserError(f"[resources] cpus = {r.cpus} / gpus = {r.gpus} per run, but the Ray cluster has {total}")
-    emit("ray", {"slots": slots, "resources": total})
-    remote = ray.remote(trial_fn or run_trial).options(num_cpus=r.cpus, num_gpus=r.gpus, max_retries=0)
+    executor = RayExecutor(
+        trial_fn or run_trial, cfg.resources, cfg.ray, ray_address if ray_address is not None else cfg.ray.address
+    )
+    executor.check()
+    executor.start()
+    slots = executor.slots()
+    emit("ray", {"slots": slots, **executor.describe()})
     queue: Iterator[TableJob] = iter(todo)
     inflight: dict[Any, tuple[TableJob, float, dict[str, Any]]] = {}
     main = threading.current_thread() is threading.main_thread()
@@ -490,19 +470,17 @@ def _run_on_ray(
                 if job is None:
                     stopping = True
                     break
-                gen = remote.remote(spec_of(job))
+                gen = executor.submit(spec_of(job))
                 inflight[gen] = (job, time.monotonic(), {})
             if not inflight:
                 break
             if term:
                 raise _Stop()
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-            for gen in ready:
+            for gen in executor.wait(list(inflight), timeout=1.0):
                 job, t0, info = inflight[gen]
                 assert isinstance(info, dict)
                 try:
-                    ref: Any = next(gen)  # type: ignore[arg-type]
-                    event: Any = ray.get(ref)
+                    event = executor.next_event(gen)
                 except StopIteration:
                     del inflight[gen]
                     final = info.get("final")
@@ -536,15 +514,11 @@ def _run_on_ray(
     except (KeyboardInterrupt, _Stop) as e:
         result.signal = "SIGTERM" if isinstance(e, _Stop) else "SIGINT"
         for gen in inflight:
-            try:
-                ray.cancel(gen, force=True)
-            except Exception:
-                pass
+            executor.cancel(gen)
         result.interrupted = True
         result.stop_reason = f"interrupted: {len(inflight)} running run(s) cancelled; completed runs are kept, run the build again to go on"
     finally:
         if main:
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
-        if own:
-            ray.shutdown()
+        executor.stop()

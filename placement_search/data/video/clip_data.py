@@ -256,9 +256,11 @@ def _warn_skipped(failures: list[tuple[str, str]], total: int, cache: Path | Non
     if not failures:
         return
     listing = _write_skipped(failures, cache)
-    where = f"; the list: {listing}" if listing else f": {failures[0][0]} ({failures[0][1]}) ..."
+    shown = "; ".join(f"{path} ({(why.splitlines() or [''])[0]})" for path, why in failures[:3])
+    shown += " ..." if len(failures) > 3 else ""
+    where = f"; the full list: {listing}" if listing else ""
     warnings.warn(
-        f"skipped {len(failures)} of {total} videos that could not be read{where}",
+        f"skipped {len(failures)} of {total} videos that could not be read: {shown}{where}",
         SkippedVideosWarning,
         stacklevel=3,
     )
