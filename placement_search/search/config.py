@@ -159,6 +159,16 @@ class DataConfig:
                 hint = " (expected 'synthetic' or a folder / list file of videos)" if name == "source" else ""
                 raise UserError(f"{where}.{name}: {v!r} does not exist{hint}")
 
+    def num_classes(self) -> int:
+        """Classes of the proxy data: the synthetic benchmark's, or the class folders / labels found."""
+        if self.source == "synthetic":
+            from ..data.synthetic import CLASSES
+
+            return len(CLASSES)
+        from ..data.video.index import scan_videos
+
+        return len(scan_videos(self.source, root=self.root).class_names)
+
     def resolved(self, base: Path) -> DataConfig:
         """Relative paths taken against ``base`` (the study file's folder)."""
         changes: dict[str, Any] = {}

@@ -144,16 +144,6 @@ def _GridSampler(search_space: dict[str, list[str]], seed: int) -> Any:
     return _grid_sampler_class()(search_space, seed=seed)
 
 
-def _data_classes(cfg: StudyConfig) -> int:
-    if cfg.data.source == "synthetic":
-        from ..data.synthetic import CLASSES
-
-        return len(CLASSES)
-    from ..data.video.index import scan_videos
-
-    return len(scan_videos(cfg.data.source, root=cfg.data.root).class_names)
-
-
 def _now() -> _dt.datetime:
     return _dt.datetime.now()
 
@@ -221,7 +211,9 @@ class SearchDriver:
         self.target_costs = self.space.costs(
             frames=cfg.target.frames, size=cfg.target.size, num_classes=cfg.target.num_classes
         )
-        self.proxy_costs = self.space.costs(frames=cfg.data.frames, size=cfg.data.size, num_classes=_data_classes(cfg))
+        self.proxy_costs = self.space.costs(
+            frames=cfg.data.frames, size=cfg.data.size, num_classes=cfg.data.num_classes()
+        )
         t_shape = self.target_costs.input_shape
         p_shape = self.proxy_costs.input_shape
         self.target_input = f"{t_shape[2]}x{t_shape[3]}x{t_shape[4]}"

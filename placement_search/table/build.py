@@ -93,16 +93,6 @@ def table_placements(
     return [space.from_group_tokens(list(combo), "table placement") for combo in itertools.product(*per_group)]
 
 
-def _data_classes(data: Any) -> int:
-    if data.source == "synthetic":
-        from ..data.synthetic import CLASSES
-
-        return len(CLASSES)
-    from ..data.video.index import scan_videos
-
-    return len(scan_videos(data.source, root=data.root).class_names)
-
-
 def table_jobs(cfg: Any, space: SearchSpace, budgets: list[str] | None = None) -> list[TableJob]:
     """Every run of the table, cheapest first (see the module docstring)."""
     table = cfg.table
@@ -113,7 +103,7 @@ def table_jobs(cfg: Any, space: SearchSpace, budgets: list[str] | None = None) -
     chosen = [b for b in table.budgets if budgets is None or b.name in budgets]
     jobs: list[TableJob] = []
     for b in chosen:
-        proxy = space.costs(frames=b.data.frames, size=b.data.size, num_classes=_data_classes(b.data))
+        proxy = space.costs(frames=b.data.frames, size=b.data.size, num_classes=b.data.num_classes())
         per_placement = []
         for p in placements:
             pm, _ = proxy.cost(p)
