@@ -124,8 +124,8 @@ def replay(job: tuple[str, int, str, str, int, int]) -> tuple[str, int, dict[int
     sampler, seed, table_path, folder, steps, eval_every = job
     import optuna
 
-    from placement_search.search import SearchDriver, load_study_config
-    from placement_search.search.storage import open_storage, quiet_optuna
+    from placement_search.study import SearchDriver, load_study_config
+    from placement_search.study.storage import open_storage, quiet_optuna
 
     quiet_optuna()
     warnings.filterwarnings("ignore")

@@ -161,7 +161,7 @@ class Objective:
 
 
 def run_ours(cfg: Any, url: str, name: str) -> dict[str, Any]:
-    from placement_search.search.driver import SearchDriver
+    from placement_search.study.driver import SearchDriver
 
     marks: dict[str, float] = {}
 
@@ -265,8 +265,8 @@ def run_tune(url: str, space: Any, objective: Objective, folder: Path, reuse_act
 def main() -> None:
     import optuna
 
-    from placement_search.search.config import load_study_config
-    from placement_search.search.storage import quiet_optuna
+    from placement_search.study.config import load_study_config
+    from placement_search.study.storage import quiet_optuna
 
     quiet_optuna()
     warnings.filterwarnings("ignore")

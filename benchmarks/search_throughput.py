@@ -10,13 +10,13 @@ so each dispatch carries the reference curves), on a SQLite file.
    Their stored attributes are the template for the pre-fill.
 2. Pre-fill: 998 more finished trials (distinct random placements, the same user and system
    attributes the driver writes, a made-up accuracy), written as the driver writes trials
-   (``search/fastsql.py``; ``study.add_trials`` would take ~40 ms a trial here), so the
+   (``study/records.py``: one ``create_new_trial`` with a template trial each), so the
    study holds 1,000 trials; not timed.
 3. Measured: the driver resumes the study (its set-up -- opening the study, reading the
    1,000 trials into its mirror -- is timed separately and printed, not in the rate) and runs
    until 100 more trials are trained, on 2 workers, with a trial function that returns at
-   once: each trial is the ask on the mirror, the cost look-up, one SQL transaction at start, a
-   Ray generator task, one SQL transaction at the end and the tell. Every trial the driver adds
+   once: each trial is the ask on the mirror, the cost look-up, one ``create_new_trial`` at start,
+   a Ray generator task, the result attribute and the final state at the end, and the tell. Every trial the driver adds
    to the study counts, whatever its status (a re-proposed placement is not stored: the driver
    proposes an unevaluated neighbour instead, counted as a repeat). The rate is
    new trials / time from the first proposal to the last trial's end (the driver's end-of-run
@@ -175,12 +175,12 @@ def prefill(drv: Any, study: Any, n: int, seed: int = 0) -> list[Any]:
 
 
 def bulk_add_trials(study: Any, trials: list[Any]) -> None:
-    """``study.add_trials(trials)`` the way the driver writes trials (``search/fastsql.py``: one
-    short transaction each; Optuna's own ``add_trials`` takes ~40 ms a trial here)."""
-    from placement_search.search.fastsql import create_trial
+    """``study.add_trials(trials)`` the way the driver writes a whole trial
+    (``placement_search.study.records.write_started``: one ``create_new_trial`` with a template)."""
+    from placement_search.study.records import write_started
 
     for ft in trials:
-        written = create_trial(
+        write_started(
             study._storage,
             study._study_id,
             state=ft.state,
@@ -190,13 +190,10 @@ def bulk_add_trials(study: Any, trials: list[Any]) -> None:
             system_attrs=ft.system_attrs,
             values=ft.values,
         )
-        if written is None:  # another Optuna's storage internals: its public API
-            study.add_trials(trials)
-            return
 
 
 def run_driver(cfg: Any, url: str, trials: int, profile: cProfile.Profile | None = None) -> dict[str, Any]:
-    from placement_search.search.driver import SearchDriver
+    from placement_search.study.driver import SearchDriver
 
     marks: dict[str, Any] = {"events": {}}
 
@@ -232,6 +229,8 @@ def plain_optuna(url: str, source: list[Any], drv: Any, n: int) -> tuple[float, 
     import optuna
     from optuna.distributions import CategoricalDistribution
 
+    from placement_search.study.records import trial_attrs
+
     study = optuna.create_study(
         study_name="plain", storage=url, directions=["maximize", "minimize"], sampler=optuna.samplers.TPESampler(seed=0)
     )
@@ -243,7 +242,7 @@ def plain_optuna(url: str, source: list[Any], drv: Any, n: int) -> tuple[float, 
                 values=t.values,
                 params=t.params,
                 distributions=t.distributions,
-                user_attrs={k: t.user_attrs[k] for k in ("placement_string", "macs", "params", "accuracy")},
+                user_attrs={k: trial_attrs(t)[k] for k in ("placement_string", "macs", "params", "accuracy")},
                 system_attrs={"constraints:max_macs": (t.values[1] - 1.2e11) / 1.2e11},
             )
         )
@@ -284,8 +283,8 @@ def main() -> None:
 
     import optuna
 
-    from placement_search.search.config import load_study_config
-    from placement_search.search.storage import quiet_optuna
+    from placement_search.study.config import load_study_config
+    from placement_search.study.storage import quiet_optuna
 
     quiet_optuna()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -103,9 +103,9 @@ def main() -> None:
     import optuna
     import ray
 
-    from placement_search.search.config import load_study_config
-    from placement_search.search.driver import SearchDriver
-    from placement_search.search.storage import quiet_optuna
+    from placement_search.study.config import load_study_config
+    from placement_search.study.driver import SearchDriver
+    from placement_search.study.storage import quiet_optuna
 
     quiet_optuna()
     warnings.filterwarnings("ignore")

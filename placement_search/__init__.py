@@ -18,10 +18,10 @@ The Python API mirrors the command line::
 """
 
 from ._version import __version__
+from .architecture import load_architecture
 from .cost import Cost, measure, meta_build
 from .enumerate import PlacementCosts
 from .errors import UserError
-from .export import load_architecture
 from .latency import Latency, measure_latency
 from .ops import OP_KINDS, TEMPORAL_KINDS, build_op, register_op
 from .placement import Choice, Placement

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,8 +23,20 @@ from .cost import count_macs, meta_build
 from .errors import UserError
 from .placement import Placement
 
-if TYPE_CHECKING:
-    from .space import SearchSpace
+
+class SearchSpace(Protocol):
+    """What enumerating needs of a :class:`placement_search.space.SearchSpace` (this module sits
+    below ``space.py``, which builds :class:`PlacementCosts` in ``SearchSpace.costs``)."""
+
+    name: str
+    backbone: Any
+    groups: Any
+    position_choices: Any
+
+    def from_indices(self, indices: Sequence[int]) -> Placement: ...
+
+    def group_choice_index(self, *args: Any, **kwargs: Any) -> Any: ...
+
 
 __all__ = ["PlacementCosts"]
 

@@ -29,7 +29,7 @@ from typing import Any
 from .errors import UserError
 from .ops import OP_KINDS, check_kind
 
-__all__ = ["PLACEMENT_SCHEMA_VERSION", "Choice", "Placement", "parse_choice_token"]
+__all__ = ["PLACEMENT_SCHEMA_VERSION", "Choice", "Placement", "parse_choice_token", "placement_key"]
 
 PLACEMENT_SCHEMA_VERSION = 1
 
@@ -196,3 +196,11 @@ class Placement:
         except json.JSONDecodeError as e:
             raise UserError(f"{where}: not valid JSON ({e})") from None
         return cls.from_dict(data, where)
+
+
+def placement_key(placement: Placement | Mapping[str, Any]) -> str:
+    """The canonical key of a placement (or of its stored JSON object): key-sorted, compact
+    JSON. Two trials with the same key trained the same network; every comparison of stored
+    placements (dedup, resume, figures, export) goes through this one function."""
+    data = placement.to_dict() if isinstance(placement, Placement) else placement
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import atexit
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,20 @@ def ray_local():
         )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL database for this test session (skips, with the reason, when there is none)."""
+    from pg_server import start_postgres
+
+    server = start_postgres()
+    if server.url is None and server.external:
+        pytest.fail(f"the PostgreSQL server asked for is not usable: {server.reason}", pytrace=False)
+    if server.url is None:
+        pytest.skip(f"no PostgreSQL server for the storage tests: {server.reason}")
+    atexit.register(server.stop)  # also where the session ends without fixture teardown
+    try:
+        yield server.url
+    finally:
+        server.stop()

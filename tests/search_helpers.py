@@ -70,4 +70,7 @@ def sqlite_url(folder: Path, name: str = "study.db") -> str:
 
 
 def attrs(trial: Any) -> dict[str, Any]:
-    return dict(trial.user_attrs)
+    """A trial's attributes, flat (its stored ``result`` spread over them)."""
+    from placement_search.study.records import trial_attrs
+
+    return trial_attrs(trial)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from placement_search.search.early_stop import Reference, dominators, should_stop
-from placement_search.search.worker import run_trial
+from placement_search.study.early_stop import Reference, dominators, should_stop
+from placement_search.study.worker import run_trial
 
 REF = [
     Reference(0, macs=100, curve={40: 0.50, 80: 0.70}),
@@ -75,7 +75,7 @@ def test_worker_runs_to_the_end_when_nothing_dominates():
 def test_compact_reference_decides_the_same():
     import random
 
-    from placement_search.search.early_stop import compact
+    from placement_search.study.early_stop import compact
 
     rng = random.Random(0)
     for _ in range(200):

@@ -7,7 +7,6 @@ trial) and keeps the weights of its Pareto-optimal trials; its Pareto front is e
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -23,17 +22,13 @@ import torch
 from optuna.trial import create_trial
 from search_helpers import sqlite_url, write_study
 
+from placement_search.architecture import ARCH_FILE, load_architecture, read_architecture
 from placement_search.cost import count_macs
 from placement_search.errors import UserError
-from placement_search.export import (
-    ARCH_FILE,
-    FORMATS,
-    export_study,
-    load_architecture,
-    read_architecture,
-)
-from placement_search.search import SearchDriver, load_study_config
-from placement_search.search.storage import pareto_rows
+from placement_search.inspect.export import FORMATS, export_study
+from placement_search.study import SearchDriver, load_study_config
+from placement_search.study.records import trial_attrs
+from placement_search.study.storage import pareto_rows
 
 ALL_FILES = {
     "arch.json",
@@ -47,7 +42,7 @@ ALL_FILES = {
 
 
 def _copy_trial(trial, **user_attrs):
-    ua = {k: v for k, v in trial.user_attrs.items() if k not in ("named", "weights_kept")}
+    ua = {k: v for k, v in trial_attrs(trial).items() if k not in ("named", "weights_kept", "values")}
     ua.update(user_attrs)
     return create_trial(params=trial.params, distributions=trial.distributions, values=trial.values, user_attrs=ua)
 
@@ -75,24 +70,11 @@ def exported(study):
 
 
 @pytest.fixture
-def cli_main(monkeypatch):
-    """``placement_search.cli.main`` with the ``export`` command (added here if cli.py does not yet)."""
-    from placement_search import cli
-    from placement_search.search.export_cmd import add_parsers
+def cli_main():
+    """``placement-search``'s ``main``."""
+    from placement_search.cli import main
 
-    def subparsers(parser):
-        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-
-    if "export" not in subparsers(cli.build_parser()).choices:
-        original = cli.build_parser
-
-        def build():
-            parser = original()
-            add_parsers(subparsers(parser))
-            return parser
-
-        monkeypatch.setattr(cli, "build_parser", build)
-    return cli.main
+    return main
 
 
 def test_pareto_export_writes_one_self_contained_folder_per_front_trial(study, exported):
@@ -104,7 +86,7 @@ def test_pareto_export_writes_one_self_contained_folder_per_front_trial(study, e
         folder = exported.out / f"trial-{r.trial:04d}"
         assert folder == r.folder and {p.name for p in folder.iterdir()} == ALL_FILES == set(r.files)
         assert all(p.resolve().is_relative_to(exported.out.resolve()) for p in folder.rglob("*"))
-        ua = study.study.trials[r.trial].user_attrs
+        ua = trial_attrs(study.study.trials[r.trial])
         arch = json.loads((folder / ARCH_FILE).read_text())
         assert arch["schema_version"] == 1 and arch["format"] == "placement-search architecture"
         assert arch["space"]["name"] == "tiny" and arch["space"]["toml"] == study.study.user_attrs["space_toml"]
@@ -141,7 +123,7 @@ def test_pareto_export_writes_one_self_contained_folder_per_front_trial(study, e
 
 def test_load_architecture_rebuilds_the_recorded_params_and_macs(study, exported):
     for trial, folder in exported.folders.items():
-        ua = study.study.trials[trial].user_attrs
+        ua = trial_attrs(study.study.trials[trial])
         for path in (folder, folder / ARCH_FILE):
             model = load_architecture(path)
             assert isinstance(model, torch.nn.Module) and not model.training
@@ -391,4 +373,4 @@ def test_a_moved_artifact_folder_is_named_and_json_export_still_works(study, tmp
         export_study(study.url, "moved", tmp_path / "out", trials=[0], weights=True)
     (r,) = export_study(study.url, "moved", tmp_path / "out", trials=[0])
     assert set(r.files) == {"arch.json", "MODEL_CARD.md"}
-    assert sum(p.numel() for p in load_architecture(r.folder).parameters()) == src.trials[0].user_attrs["params"]
+    assert sum(p.numel() for p in load_architecture(r.folder).parameters()) == trial_attrs(src.trials[0])["params"]

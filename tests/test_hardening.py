@@ -17,9 +17,11 @@ import optuna
 import pytest
 from search_helpers import sqlite_url, write_study
 
-from placement_search.cli import main, self_command
+from placement_search.cli import main
+from placement_search.cli._format import self_command
 from placement_search.errors import UserError
-from placement_search.search import SearchDriver, load_study_config
+from placement_search.study import SearchDriver, load_study_config
+from placement_search.study.records import trial_attrs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "placement_search"]
@@ -32,7 +34,7 @@ def _digest(path: Path) -> str:
 def _small_study_db(folder: Path) -> str:
     """A SQLite study with two finished trials (made with Optuna's public API)."""
     url = sqlite_url(folder)
-    from placement_search.search.storage import open_storage
+    from placement_search.study.storage import open_storage
 
     st = optuna.create_study(study_name="small", storage=open_storage(url, create=True), directions=["maximize"])
     st.set_user_attr("space", "tiny")
@@ -101,7 +103,7 @@ def test_sigterm_stops_the_driver_cleanly_with_exit_143(tmp_path):
     st = optuna.load_study(study_name="slow", storage=f"sqlite:///{db}")
     states = [t.state for t in st.trials]
     assert optuna.trial.TrialState.RUNNING not in states  # nothing left running
-    interrupted = [t for t in st.trials if t.user_attrs.get("status") == "interrupted"]
+    interrupted = [t for t in st.trials if trial_attrs(t).get("status") == "interrupted"]
     waiting = [t for t in st.trials if t.state == optuna.trial.TrialState.WAITING]
     assert interrupted and len(waiting) == len(interrupted)  # queued again for the next run
 
@@ -186,7 +188,8 @@ def finished(tmp_path_factory):
     cfg = load_study_config(write_study(folder, trials=3, evaluate_first=["all_2d"]))
     SearchDriver(cfg, storage=url, trial_fn=instant_trial, executor="inline").run()
     st = optuna.load_study(study_name="small", storage=url)
-    ua = dict(st.trials[0].user_attrs, status="driver_died", reason="the driver stopped while this trial ran")
+    ua = {**trial_attrs(st.trials[0]), "status": "driver_died", "reason": "the driver stopped while this trial ran"}
+    ua.pop("values", None)
     st.add_trial(
         optuna.trial.create_trial(
             state=optuna.trial.TrialState.FAIL,
@@ -226,7 +229,8 @@ def test_export_at_a_clip_too_large_for_memory_is_refused(finished, tmp_path, ca
     ],
 )
 def test_load_architecture_checks_memory_before_allocating(finished, tmp_path, edit):
-    from placement_search.export import ARCH_FILE, export_study, load_architecture
+    from placement_search.architecture import ARCH_FILE, load_architecture
+    from placement_search.inspect.export import export_study
 
     _, url, _ = finished
     export_study(url, "small", tmp_path, trials=[0])
@@ -284,7 +288,7 @@ def test_skipped_videos_warning_is_one_line_naming_the_list(tmp_path):
     assert "\n" not in message and message.startswith("skipped 1 of 5 videos")
     listing = Path(message.split("the full list: ")[1])
     assert listing.is_file() and "broken.mp4" in listing.read_text()
-    from placement_search.cli import _plain_warning
+    from placement_search.cli.main import _plain_warning
 
     line = _plain_warning(rec[0].message, SkippedVideosWarning, "x.py", 1)
     assert line == f"placement-search: warning: {message}\n"
@@ -371,7 +375,7 @@ def test_next_hints_print_a_command_that_runs(monkeypatch, tmp_path):
 
 
 def test_eta_uses_this_runs_rate():
-    from placement_search.search.progress import Progress
+    from placement_search.cli.progress import Progress
 
     p = Progress(live=False)
     snap = {"by_status": {}, "elapsed_s": 6.0, "counted": 20, "target": 24, "running": 2, "pareto": 3}
@@ -396,7 +400,7 @@ def test_rerunning_a_finished_study_says_how_to_go_on(tmp_path, capsys):
 
 
 def test_figures_label_family_members_front_ends_and_scales(tmp_path):
-    from placement_search.search.figures import families_figure, heatmap_figure, pareto_figure
+    from placement_search.inspect.figures import families_figure, heatmap_figure, pareto_figure
 
     front = [
         {"trial": 1, "placement": "2d 2d", "macs": 1e9, "accuracy": 0.4},
@@ -426,7 +430,7 @@ def test_gitignore_covers_what_the_readme_writes():
 
 
 def test_temporal_analysis_says_when_weights_are_barely_trained(tmp_path):
-    from placement_search.analysis.temporal import TemporalKernel, _training_notes
+    from placement_search.inspect.temporal import TemporalKernel, _training_notes
 
     (tmp_path / "arch.json").write_text(json.dumps({"proxy": {"steps_done": 80}}))
     k = TemporalKernel(0, "stem", "3d", 3, (16, 3, 3, 3, 3), (-1, 0, 1), (0.33, 0.34, 0.33))
@@ -476,7 +480,7 @@ def test_export_of_a_trial_without_result_needs_any_status(finished, tmp_path, c
 
 
 def test_missing_sqlite_folder_is_created_and_said(tmp_path, capsys):
-    from placement_search.search.storage import open_storage
+    from placement_search.study.storage import open_storage
 
     open_storage(f"sqlite:///{tmp_path / 'new' / 'deeper' / 's.db'}", create=True)
     err = capsys.readouterr().err

@@ -13,7 +13,8 @@ from search_helpers import sqlite_url, write_study
 from test_search_driver import instant_trial
 
 from placement_search.cli import main
-from placement_search.search import SearchDriver, load_study_config
+from placement_search.study import SearchDriver, load_study_config
+from placement_search.study.records import trial_attrs
 
 ray.cloudpickle.register_pickle_by_value(sys.modules["test_search_driver"])
 
@@ -35,12 +36,12 @@ def run_json(capsys, *argv):
 def test_pareto_json_lists_the_front(study_db, capsys):
     rows = run_json(capsys, "pareto", "--storage", study_db, "--study", "small", "--json")
     study = optuna.load_study(study_name="small", storage=study_db)
-    assert {r["trial"] for r in rows} == {t.number for t in study.best_trials if t.user_attrs["status"] != "reused"}
+    assert {r["trial"] for r in rows} == {t.number for t in study.best_trials if trial_attrs(t)["status"] != "reused"}
     for r in rows:
         assert {"trial", "placement", "accuracy", "macs", "params"} <= set(r)
         t = study.trials[r["trial"]]
-        assert r["accuracy"] == t.values[0] and r["macs"] == t.values[1] == t.user_attrs["macs"]
-        assert r["placement"] == t.user_attrs["placement_string"]
+        assert r["accuracy"] == t.values[0] and r["macs"] == t.values[1] == trial_attrs(t)["macs"]
+        assert r["placement"] == trial_attrs(t)["placement_string"]
     # all_2d is the cheapest placement of the space: always on the front, listed first
     assert rows[0]["placement"] == "2d 2d 2d 2d 2d" and rows[0]["named"] == "all_2d"
 

@@ -10,14 +10,14 @@ import pytest
 from search_helpers import write_study
 
 from placement_search.errors import UserError
-from placement_search.search.config import (
+from placement_search.space import load_space
+from placement_search.study.config import (
     DEFAULT_STORAGE,
     check_storage_url,
     load_study_config,
     parse_count,
     resolve_evaluate_first,
 )
-from placement_search.space import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,7 +133,7 @@ def test_counts_and_storage_urls():
         parse_count(-1, "x")
     assert check_storage_url("runs/s.db") == "sqlite:///runs/s.db"
     assert check_storage_url("postgresql+psycopg2://u@127.0.0.1/db").startswith("postgresql")
-    with pytest.raises(UserError, match="not a database URL"):
+    with pytest.raises(UserError, match="not a storage URL"):
         check_storage_url("runs/study")
 
 

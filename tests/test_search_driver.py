@@ -15,9 +15,10 @@ from optuna.trial import TrialState
 from search_helpers import sqlite_url, write_study
 
 from placement_search.errors import UserError
-from placement_search.search import SearchDriver, load_study_config
-from placement_search.search.storage import pareto_rows, study_status
 from placement_search.space import load_space
+from placement_search.study import SearchDriver, load_study_config
+from placement_search.study.records import trial_attrs
+from placement_search.study.storage import pareto_rows, study_status
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -93,10 +94,10 @@ def test_small_study_end_to_end_is_visible_to_plain_optuna(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in trials)
     space = load_space("tiny")
     # the named placements come first, in the order given
-    assert trials[0].user_attrs["named"] == "all_2d" and trials[1].user_attrs["named"] == "all_3d"
-    assert trials[0].user_attrs["placement_string"] == "2d 2d 2d 2d 2d"
+    assert trial_attrs(trials[0])["named"] == "all_2d" and trial_attrs(trials[1])["named"] == "all_3d"
+    assert trial_attrs(trials[0])["placement_string"] == "2d 2d 2d 2d 2d"
     for t in trials:
-        ua = t.user_attrs
+        ua = trial_attrs(t)
         cost = space.cost(json.dumps(ua["placement"]), frames=16, size=112, num_classes=400)
         # compute recorded at the target input equals an independent count of the built model
         assert ua["macs"] == cost.macs and ua["params"] == cost.params and ua["flops"] == 2 * cost.macs
@@ -121,20 +122,20 @@ def test_failing_diverging_and_worker_killing_trials_are_recorded_and_the_study_
     faults = {"2d 2d 2d 2d 2d": "raise", "3d 3d 3d 3d 3d": "diverge", "sep sep sep sep sep": "kill"}
     result = SearchDriver(cfg, storage=url, faults=faults).run()
     assert not result.interrupted
-    by = {t.user_attrs["placement_string"]: t for t in load(url).get_trials()}
+    by = {trial_attrs(t)["placement_string"]: t for t in load(url).get_trials()}
     assert len(by) == 4
     raised, diverged, killed, fine = (
         by[k]
         for k in ["2d 2d 2d 2d 2d", "3d 3d 3d 3d 3d", "sep sep sep sep sep", "2plus1d 2plus1d 2plus1d 2plus1d 2plus1d"]
     )
-    assert raised.state == TrialState.FAIL and raised.user_attrs["status"] == "failed"
-    assert "RuntimeError" in raised.user_attrs["reason"] and "injected failure" in raised.user_attrs["reason"]
-    assert diverged.state == TrialState.FAIL and diverged.user_attrs["status"] == "diverged"
-    assert "nan" in diverged.user_attrs["reason"].lower() or "inf" in diverged.user_attrs["reason"].lower()
+    assert raised.state == TrialState.FAIL and trial_attrs(raised)["status"] == "failed"
+    assert "RuntimeError" in trial_attrs(raised)["reason"] and "injected failure" in trial_attrs(raised)["reason"]
+    assert diverged.state == TrialState.FAIL and trial_attrs(diverged)["status"] == "diverged"
+    assert "nan" in trial_attrs(diverged)["reason"].lower() or "inf" in trial_attrs(diverged)["reason"].lower()
     # the worker process was killed: retried [resources] retries (2) times, then recorded
-    assert killed.state == TrialState.FAIL and killed.user_attrs["status"] == "worker_died"
-    assert killed.user_attrs["attempts"] == 3 and "died" in killed.user_attrs["reason"]
-    assert fine.state == TrialState.COMPLETE and fine.user_attrs["status"] == "ok"
+    assert killed.state == TrialState.FAIL and trial_attrs(killed)["status"] == "worker_died"
+    assert trial_attrs(killed)["attempts"] == 3 and "died" in trial_attrs(killed)["reason"]
+    assert fine.state == TrialState.COMPLETE and trial_attrs(fine)["status"] == "ok"
     assert not [t for t in load(url).get_trials() if t.state == TrialState.RUNNING]
 
 
@@ -155,13 +156,13 @@ def test_constraint_records_over_budget_placements_infeasible_without_training(t
     SearchDriver(cfg, storage=url, trial_fn=instant_trial).run()
     study = load(url)
     t2d, t3d = study.get_trials()
-    assert t3d.state == TrialState.PRUNED and t3d.user_attrs["status"] == "infeasible"
+    assert t3d.state == TrialState.PRUNED and trial_attrs(t3d)["status"] == "infeasible"
     assert "wall_time_s" not in t3d.user_attrs  # never dispatched
     # Optuna's constraint convention: feasible iff <= 0 (here the relative excess over the budget)
     assert t3d.constraints["max_macs"] == pytest.approx((macs_3d - budget) / budget)
     assert t3d.constraints["max_macs"] > 0
-    assert "over max_macs" in t3d.user_attrs["reason"]
-    assert t2d.state == TrialState.COMPLETE, t2d.user_attrs.get("reason")
+    assert "over max_macs" in trial_attrs(t3d)["reason"]
+    assert t2d.state == TrialState.COMPLETE, trial_attrs(t2d).get("reason")
     assert t2d.constraints["max_macs"] <= 0
     assert [t.number for t in study.best_trials] == [0]
 
@@ -183,11 +184,11 @@ def test_an_evaluated_placement_is_reused_not_trained_again(tmp_path):
     assert r.by_status.get("reused") == 1
     trials = load(url).get_trials()
     reused = trials[2]
-    assert reused.user_attrs["status"] == "reused" and reused.user_attrs["reused_from"] == 0
-    assert reused.values == first.values and reused.user_attrs["placement"] == first.user_attrs["placement"]
-    assert "wall_time_s" in first.user_attrs and reused.user_attrs.get("host") == first.user_attrs.get("host")
+    assert trial_attrs(reused)["status"] == "reused" and trial_attrs(reused)["reused_from"] == 0
+    assert reused.values == first.values and trial_attrs(reused)["placement"] == trial_attrs(first)["placement"]
+    assert "wall_time_s" in trial_attrs(first) and trial_attrs(reused).get("host") == trial_attrs(first).get("host")
     # reused trials are free: the study went on to 3 counted (trained) trials
-    assert sum(1 for t in trials if t.user_attrs["status"] == "ok") == 3
+    assert sum(1 for t in trials if trial_attrs(t)["status"] == "ok") == 3
 
 
 def test_stopped_runs_are_recorded_pruned_with_their_dominators(tmp_path):
@@ -195,9 +196,9 @@ def test_stopped_runs_are_recorded_pruned_with_their_dominators(tmp_path):
     cfg = load_study_config(write_study(tmp_path, trials=1, evaluate_first=["all_3d"], early_stopping=True))
     SearchDriver(cfg, storage=url, trial_fn=stopped_trial).run()
     (t,) = load(url).get_trials()
-    assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "early_stopped"
-    assert t.user_attrs["stopped_by"] == [0] and t.user_attrs["eval_curve"] == [[3, 0.25]]
-    assert "stopped at step 3" in t.user_attrs["reason"]
+    assert t.state == TrialState.PRUNED and trial_attrs(t)["status"] == "early_stopped"
+    assert trial_attrs(t)["stopped_by"] == [0] and trial_attrs(t)["eval_curve"] == [[3, 0.25]]
+    assert "stopped at step 3" in trial_attrs(t)["reason"]
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "nsga3", "gp", "random"])
@@ -216,7 +217,7 @@ def test_every_sampler_runs_and_is_reproducible(tmp_path, sampler):
         (folder / "small.toml").write_text(text + extra)
         cfg = load_study_config(folder / "small.toml")
         SearchDriver(cfg, storage=sqlite_url(folder), trial_fn=instant_trial).run()
-        seqs.append([t.user_attrs["placement_string"] for t in load(sqlite_url(folder)).get_trials()])
+        seqs.append([trial_attrs(t)["placement_string"] for t in load(sqlite_url(folder)).get_trials()])
     assert len(seqs[0]) >= 12
     assert seqs[0] == seqs[1]  # same seed, one trial at a time: the same placements in the same order
 
@@ -316,15 +317,15 @@ def test_a_configuration_error_on_a_worker_stops_the_study_and_loses_nothing(tmp
     trials = load(url).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     # not counted as failed placements: they are queued for the next run
-    assert {t.user_attrs.get("status") for t in trials if t.state == TrialState.FAIL} == {"interrupted"}
-    assert any(t.state == TrialState.WAITING and t.user_attrs.get("named") == "all_2d" for t in trials)
+    assert {trial_attrs(t).get("status") for t in trials if t.state == TrialState.FAIL} == {"interrupted"}
+    assert any(t.state == TrialState.WAITING and trial_attrs(t).get("named") == "all_2d" for t in trials)
     r = SearchDriver(cfg, storage=url, trials=1, trial_fn=instant_trial).run()
-    (done,) = [t for t in load(url).trials if t.user_attrs.get("status") == "ok"]
-    assert r.counted == 1 and done.user_attrs.get("named") == "all_2d"  # the queue came first
+    (done,) = [t for t in load(url).trials if trial_attrs(t).get("status") == "ok"]
+    assert r.counted == 1 and trial_attrs(done).get("named") == "all_2d"  # the queue came first
 
 
 def test_latency_budget_infeasible_trials_do_not_use_up_the_budget_and_an_impossible_one_stops(tmp_path):
-    from placement_search.search import driver as drv
+    from placement_search.study import driver as drv
 
     url = sqlite_url(tmp_path)
     cfg = load_study_config(write_study(tmp_path, trials=2, extra="\n[constraints]\nmax_latency_ms = 1\n"))
@@ -332,7 +333,7 @@ def test_latency_budget_infeasible_trials_do_not_use_up_the_budget_and_an_imposs
     assert r.counted == 0 and r.by_status["infeasible"] >= drv.MAX_LATENCY_INFEASIBLE
     assert "over max_latency_ms" in r.stop_reason
     t = load(url).trials[0]
-    assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "infeasible"
+    assert t.state == TrialState.PRUNED and trial_attrs(t)["status"] == "infeasible"
     assert t.constraints["max_latency_ms"] == pytest.approx(499.0)
 
 
@@ -342,7 +343,7 @@ def test_evaluate_first_names_added_later_are_queued_on_resume(tmp_path):
     SearchDriver(load_study_config(path), storage=url, trial_fn=instant_trial).run()
     path.write_text(path.read_text().replace('evaluate_first = ["all_2d"]', 'evaluate_first = ["all_2d", "all_3d"]'))
     SearchDriver(load_study_config(path), storage=url, trial_fn=instant_trial).run()
-    assert [t.user_attrs["named"] for t in load(url).trials] == ["all_2d", "all_3d"]
+    assert [trial_attrs(t)["named"] for t in load(url).trials] == ["all_2d", "all_3d"]
 
 
 def spec_echo_trial(spec):
@@ -358,6 +359,6 @@ def test_named_placements_run_their_whole_budget(tmp_path):
     url = sqlite_url(tmp_path)
     cfg = load_study_config(write_study(tmp_path, trials=3, evaluate_first=["all_2d"], early_stopping=True))
     SearchDriver(cfg, storage=url, trial_fn=spec_echo_trial).run()
-    named = [t.user_attrs["accuracy"] for t in load(url).trials if t.user_attrs.get("named")]
-    sampled = [t.user_attrs["accuracy"] for t in load(url).trials if not t.user_attrs.get("named")]
+    named = [trial_attrs(t)["accuracy"] for t in load(url).trials if trial_attrs(t).get("named")]
+    sampled = [trial_attrs(t)["accuracy"] for t in load(url).trials if not trial_attrs(t).get("named")]
     assert named == [0.0] and sampled == [1.0, 1.0]

@@ -20,22 +20,13 @@ from optuna.trial import TrialState
 from search_helpers import sqlite_url, write_study
 from test_search_driver import instant_trial
 
-from placement_search.search import SearchDriver, load_study_config
-from placement_search.search import figures as F
-from placement_search.search.report import report_data
+from placement_search.inspect import figures as F
+from placement_search.inspect.report import report_data
 from placement_search.space import load_space
+from placement_search.study import SearchDriver, load_study_config
+from placement_search.study.records import trial_attrs
 
 ray.cloudpickle.register_pickle_by_value(sys.modules["test_search_driver"])
-
-
-def test_hypervolume_of_known_points():
-    # union of [1,4]x[3,4] (area 3) and [2,4]x[1,4] (area 6), overlapping in [2,4]x[3,4] (area 2): 7
-    assert F.hypervolume([(1, 3), (2, 1)], (4, 4)) == pytest.approx(7.0)
-    # a dominated point adds nothing; a point outside the box adds nothing
-    assert F.hypervolume([(1, 3), (2, 1), (3, 3), (5, 0)], (4, 4)) == pytest.approx(7.0)
-    assert F.hypervolume([], (1, 1)) == 0.0
-    # three objectives: a single point is a box
-    assert F.hypervolume([(0.5, 0.5, 0.5)], (1, 1, 1)) == pytest.approx(0.125)
 
 
 def test_pareto_indices():
@@ -127,7 +118,7 @@ def study_db(tmp_path_factory, ray_local):
     cfg = load_study_config(
         write_study(folder, trials=12, evaluate_first=["all_2d", "all_3d", "all_sep", "bottom_heavy_*", "top_heavy_*"])
     )
-    SearchDriver(cfg, storage=url, trial_fn=instant_trial).run()
+    SearchDriver(cfg, storage=url, trial_fn=instant_trial, publish_figures=F.push_dashboard_figures).run()
     return url
 
 
@@ -144,7 +135,7 @@ def test_driver_pushes_figures_and_artifacts(study_db):
 def test_report_data_and_rendering_in_headless_chromium(study_db, tmp_path):
     study = optuna.load_study(study_name="small", storage=study_db)
     data = report_data(study)
-    done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs["status"] != "reused"]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE and trial_attrs(t)["status"] != "reused"]
     assert len(data["pareto"]["points"]) == len(done)
     assert {r["trial"] for r in data["pareto_table"]} == {p["trial"] for p in data["pareto"]["front"]}
     assert data["families"]["missing"] == []  # the study evaluated the whole families
@@ -226,7 +217,7 @@ def test_dashboard_serves_the_study_and_its_artifacts_on_loopback(study_db):
         a = arts["placement.json"]
         body = urllib.request.urlopen(f"{base}/artifacts/{s['study_id']}/{trial['trial_id']}/{a['artifact_id']}").read()
         study = optuna.load_study(study_name="small", storage=study_db)
-        assert json.loads(body) == study.trials[0].user_attrs["placement"]
+        assert json.loads(body) == trial_attrs(study.trials[0])["placement"]
         # bound to loopback only: not reachable on another local address of this machine
         other = socket.gethostbyname(socket.gethostname())
         if not other.startswith("127."):

@@ -9,7 +9,6 @@ local Ray instance of ``tests/conftest.py``.
 
 from __future__ import annotations
 
-import atexit
 import json
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pg_server import start_postgres
 from search_helpers import write_study
 
 optuna = pytest.importorskip("optuna", reason="optuna is a dependency of placement-search; install the package")
@@ -25,24 +23,10 @@ from optuna.study import StudyDirection  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from placement_search.cli import main as cli_main  # noqa: E402
-from placement_search.search import SearchDriver, load_study_config  # noqa: E402
-from placement_search.search.storage import COUNTED, trial_status  # noqa: E402
 from placement_search.space import load_space  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of a PostgreSQL database for this test session (skips, with the reason, when there is none)."""
-    server = start_postgres()
-    if server.url is None and server.external:
-        pytest.fail(f"the PostgreSQL server asked for is not usable: {server.reason}", pytrace=False)
-    if server.url is None:
-        pytest.skip(f"no PostgreSQL server for the storage tests: {server.reason}")
-    atexit.register(server.stop)  # also where the session ends without fixture teardown
-    try:
-        yield server.url
-    finally:
-        server.stop()
+from placement_search.study import SearchDriver, load_study_config  # noqa: E402
+from placement_search.study.records import trial_attrs  # noqa: E402
+from placement_search.study.storage import COUNTED, trial_status  # noqa: E402
 
 
 def _counted(trials: list) -> list:
@@ -78,14 +62,14 @@ def test_study_end_to_end_in_postgres_is_plain_optuna(pg_study: SimpleNamespace)
 
     trials = pg_study.trials
     assert sorted(t.number for t in trials) == list(range(len(trials)))
-    ok = [t for t in trials if t.user_attrs.get("status") == "ok"]
+    ok = [t for t in trials if trial_attrs(t).get("status") == "ok"]
     assert len(ok) == 3 and len(_counted(trials)) == 3, [
-        (t.number, t.state, t.user_attrs.get("status")) for t in trials
+        (t.number, t.state, trial_attrs(t).get("status")) for t in trials
     ]
     # anything else may only be a free re-use of an already trained placement
-    assert all(t.user_attrs.get("status") in ("ok", "reused") for t in trials)
+    assert all(trial_attrs(t).get("status") in ("ok", "reused") for t in trials)
     for t in ok:
-        ua = t.user_attrs
+        ua = trial_attrs(t)
         assert t.state == TrialState.COMPLETE
         assert isinstance(ua["placement"], dict) and ua["placement"]
         assert isinstance(ua["placement_string"], str) and ua["placement_string"]
@@ -96,9 +80,9 @@ def test_study_end_to_end_in_postgres_is_plain_optuna(pg_study: SimpleNamespace)
         assert t.values[0] == pytest.approx(ua["accuracy"])
         assert t.values[1] == ua["macs"]
         assert set(t.params) == {"stem", "layer1.0", "layer2.0", "layer3.0", "layer4.0"}
-    named = [t for t in trials if t.user_attrs.get("named") == "all_2d"]
-    assert len(named) == 1 and named[0].user_attrs["status"] == "ok", named
-    assert named[0].user_attrs["placement"] == load_space("tiny").named["all_2d"].placement.to_dict()
+    named = [t for t in trials if trial_attrs(t).get("named") == "all_2d"]
+    assert len(named) == 1 and trial_attrs(named[0])["status"] == "ok", named
+    assert trial_attrs(named[0])["placement"] == load_space("tiny").named["all_2d"].placement.to_dict()
 
 
 def test_running_again_resumes_the_postgres_study(pg_study: SimpleNamespace) -> None:
@@ -122,7 +106,7 @@ def test_running_again_resumes_the_postgres_study(pg_study: SimpleNamespace) -> 
         assert new.user_attrs == old.user_attrs
         assert new.datetime_complete == old.datetime_complete
     # and the resumed run did not train an already trained placement again
-    keys = [json.dumps(t.user_attrs["placement"], sort_keys=True) for t in counted]
+    keys = [json.dumps(trial_attrs(t)["placement"], sort_keys=True) for t in counted]
     assert len(set(keys)) == len(keys)
 
 
@@ -138,8 +122,8 @@ def test_pareto_cli_reads_the_postgres_study(pg_study: SimpleNamespace, capsys: 
         assert {"trial", "placement", "accuracy", "macs"} <= set(row)
         t = trials[row["trial"]]
         assert t.state == TrialState.COMPLETE
-        assert row["placement"] == t.user_attrs["placement_string"]
-        assert row["macs"] == t.user_attrs["macs"]
+        assert row["placement"] == trial_attrs(t)["placement_string"]
+        assert row["macs"] == trial_attrs(t)["macs"]
         assert row["accuracy"] == pytest.approx(t.values[0])
     # cheapest first, and no row dominated by another
     assert [r["macs"] for r in rows] == sorted(r["macs"] for r in rows)

@@ -16,7 +16,8 @@ import pytest
 from optuna.trial import TrialState
 from search_helpers import sqlite_url, write_study
 
-from placement_search.search import SearchDriver, load_study_config
+from placement_search.study import SearchDriver, load_study_config
+from placement_search.study.records import trial_attrs
 
 pytestmark = pytest.mark.slow
 
@@ -92,9 +93,9 @@ def test_kill_9_then_resume_loses_nothing_and_leaves_nothing_running(tmp_path, r
     by_number = {t.number: t for t in after}
     for t in running:
         dead = by_number[t.number]
-        assert dead.state == TrialState.FAIL and dead.user_attrs["status"] == "driver_died"
+        assert dead.state == TrialState.FAIL and trial_attrs(dead)["status"] == "driver_died"
         # its placement was queued again and trained in the resumed run
-        retry = [x for x in after if x.user_attrs.get("retry_of") == t.number]
+        retry = [x for x in after if trial_attrs(x).get("retry_of") == t.number]
         assert len(retry) == 1 and retry[0].params == t.params and retry[0].state == TrialState.COMPLETE
 
 
@@ -109,9 +110,9 @@ def test_ctrl_c_cancels_running_trials_records_them_and_exits_130(tmp_path):
     assert "Traceback" not in out and "interrupted" in out
     trials = _trials(url)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    interrupted = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    interrupted = [t for t in trials if trial_attrs(t).get("status") == "interrupted"]
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
     # each cancelled placement is queued for the next run
-    assert sorted(t.user_attrs["retry_of"] for t in waiting) == sorted(t.number for t in interrupted)
+    assert sorted(trial_attrs(t)["retry_of"] for t in waiting) == sorted(t.number for t in interrupted)
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING) for t in trials)

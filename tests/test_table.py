@@ -14,11 +14,12 @@ import ray.cloudpickle
 from search_helpers import sqlite_url, write_study
 
 from placement_search.errors import UserError
-from placement_search.search import SearchDriver, load_study_config
-from placement_search.search.storage import open_storage, pareto_rows
 from placement_search.space import load_space
+from placement_search.study import SearchDriver, load_study_config
+from placement_search.study.records import trial_attrs
+from placement_search.study.storage import open_storage, pareto_rows
+from placement_search.study.table_build import build_table, table_jobs, table_placements
 from placement_search.table import COLUMNS, read_table, write_table
-from placement_search.table.build import build_table, table_jobs, table_placements
 from placement_search.table.evaluator import TableEvaluator
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -215,7 +216,7 @@ def test_build_resume_and_export(tmp_path):
 
     st = optuna.load_study(study_name="small", storage=open_storage(url, create=False))
     assert len(st.trials) == 96  # each run once
-    from placement_search.table.export import export_table
+    from placement_search.inspect.table_export import export_table
 
     out = export_table(st, tmp_path / "out" / "table.csv")
     assert out["rows"] == 96 and (tmp_path / "out" / "table.md").is_file()
@@ -232,7 +233,7 @@ def test_build_resume_and_export(tmp_path):
     cont = build_table(cfg, storage=other, seed_table=t, max_runs=1, trial_fn=formula_trial)
     assert (cont.imported, cont.done_before, cont.done) == (96, 96, 0)
     st2 = optuna.load_study(study_name="small", storage=open_storage(other, create=False))
-    assert len(st2.trials) == 96 and all(tr.user_attrs["imported_from"].endswith("table.csv") for tr in st2.trials)
+    assert len(st2.trials) == 96 and all(trial_attrs(tr)["imported_from"].endswith("table.csv") for tr in st2.trials)
     assert sorted(tr.values[0] for tr in st2.trials) == sorted(tr.values[0] for tr in st.trials)
     # a budget redefined under the same name is refused (its rows would not be comparable)
     changed = (tmp_path / "t.toml").read_text().replace("steps = 12", "steps = 13")
@@ -293,9 +294,9 @@ def test_table_evaluator_gives_the_expected_front(tmp_path):
     got = {row["placement"] for row in pareto_rows(st)}
     assert got == front and len(front) >= 3
     for t in st.trials:  # results came from the table: its accuracy, a seed it holds, its curve
-        assert t.user_attrs["accuracy"] == pytest.approx(acc[t.user_attrs["placement_string"]])
-        assert t.user_attrs["device"].startswith("table:")
-        assert t.intermediate_values == {3: pytest.approx(acc[t.user_attrs["placement_string"]] / 2)}
+        assert trial_attrs(t)["accuracy"] == pytest.approx(acc[trial_attrs(t)["placement_string"]])
+        assert trial_attrs(t)["device"].startswith("table:")
+        assert t.intermediate_values == {3: pytest.approx(acc[trial_attrs(t)["placement_string"]] / 2)}
 
 
 def test_evaluator_seed_draw_is_reproducible_and_uses_every_seed(tmp_path):
@@ -341,6 +342,6 @@ def test_grid_sampler_evaluates_every_placement_once(tmp_path):
     import optuna
 
     st = optuna.load_study(study_name="small", storage=open_storage(url, create=False))
-    trained = [t.user_attrs["placement_string"] for t in st.trials if t.user_attrs.get("status") == "ok"]
+    trained = [trial_attrs(t)["placement_string"] for t in st.trials if trial_attrs(t).get("status") == "ok"]
     assert len(trained) == 32 and len(set(trained)) == 32
     assert json.loads(json.dumps(r.by_status)).get("ok") == 32

@@ -1,11 +1,11 @@
-"""Analyses of trained models.
+"""Analyses of trained models (kept as an import path; the code lives in :mod:`placement_search.inspect.temporal`).
 
 from placement_search.analysis import analyze_temporal, render_table
 analysis = analyze_temporal("export_dir")     # or: placement-search analyze temporal export_dir
 print(render_table(analysis))
 """
 
-from .temporal import (
+from ..inspect.temporal import (
     LoadedWeights,
     TemporalAnalysis,
     TemporalKernel,

@@ -1,14 +1,23 @@
-"""Multi-objective placement search: study files, the Optuna/Ray driver, storage views.
+"""The import path of earlier releases for :mod:`placement_search.study` (what runs a search).
 
-from placement_search.search import load_study_config, SearchDriver
-cfg = load_study_config("studies/quickstart.toml")
-result = SearchDriver(cfg).run()              # or: placement-search run studies/quickstart.toml
+Scripts that ``from placement_search.search import SearchDriver, load_study_config`` keep working;
+new code imports from :mod:`placement_search.study`.
 """
 
-from .config import DEFAULT_STORAGE, StudyConfig, load_study_config
-from .driver import RunResult, SearchDriver, canonical_key
-from .early_stop import Reference, should_stop
-from .storage import open_storage, pareto_rows, study_status, study_summaries
+from ..study import (
+    DEFAULT_STORAGE,
+    Reference,
+    RunResult,
+    SearchDriver,
+    StudyConfig,
+    canonical_key,
+    load_study_config,
+    open_storage,
+    pareto_rows,
+    should_stop,
+    study_status,
+    study_summaries,
+)
 
 __all__ = [
     "DEFAULT_STORAGE",

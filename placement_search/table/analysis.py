@@ -13,6 +13,7 @@ from itertools import combinations
 
 import numpy as np
 
+from .. import pareto
 from .table import Table
 
 __all__ = [
@@ -62,29 +63,13 @@ def seed_subsets(seeds: Sequence[int], k: int) -> list[tuple[int, ...]]:
 def front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the Pareto-optimal points, maximising the first value (accuracy) and
     minimising the second (cost); of equal points, the first."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0], i))
-    out: list[int] = []
-    best = -np.inf
-    for i in order:
-        if points[i][0] > best:
-            out.append(i)
-            best = points[i][0]
-    return out
+    return pareto.front([(-a, c) for a, c in points])
 
 
 def hypervolume(points: Iterable[tuple[float, float]], ref: tuple[float, float]) -> float:
     """Area dominated by ``points`` (accuracy up, cost down) and bounded by ``ref``
     (accuracy floor, cost ceiling): the 2D hypervolume."""
-    pts = [(a, c) for a, c in points if a > ref[0] and c < ref[1]]
-    if not pts:
-        return 0.0
-    area = 0.0
-    best = ref[0]
-    for a, c in sorted(pts, key=lambda p: (p[1], -p[0])):
-        if a > best:
-            area += (a - best) * (ref[1] - c)
-            best = a
-    return area
+    return pareto.hypervolume([(-a, c) for a, c in points], (-ref[0], ref[1]))
 
 
 def reference_hv_share(

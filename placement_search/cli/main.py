@@ -7,103 +7,19 @@ without a traceback.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
-from .devices import resolve_device
-from .errors import UserError
-from .search.config import count_value
-from .space import SearchSpace, list_spaces, load_space
-from .train import ProxyBudget, train_proxy
+from .._version import __version__
+from ..catalog import family_table, reference_table
+from ..devices import resolve_device
+from ..errors import UserError
+from ..space import SearchSpace, list_spaces, load_space
+from ..train import ProxyBudget, train_proxy
+from ._format import count_arg, emit, fmt_g, fmt_m, nonnegative, positive, render_table
 
 __all__ = ["main"]
-
-
-def self_command() -> str:
-    """How to run this program again, as the user can type it: ``placement-search`` when that is
-    on PATH and is this program, else the path it was started by (``.venv/bin/placement-search``)."""
-    import os
-    import shutil
-
-    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "placement-search"
-    if not argv0.endswith("placement-search"):
-        return "placement-search" if shutil.which("placement-search") else f"{sys.executable} -m placement_search"
-    found = shutil.which("placement-search")
-    if found and os.path.realpath(found) == os.path.realpath(argv0):
-        return "placement-search"
-    try:
-        rel = os.path.relpath(argv0)
-    except ValueError:
-        rel = argv0
-    return rel if not rel.startswith("..") and "/" in rel else os.path.abspath(argv0)
-
-
-def _g(n: float) -> str:
-    return f"{n / 1e9:,.3f} G"
-
-
-def _m(n: float) -> str:
-    return f"{n / 1e6:,.3f} M"
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str], align: str = "") -> str:
-    """Plain-text table; ``align`` has one 'l' or 'r' per column (default: first left, rest right)."""
-    align = align or "l" + "r" * (len(header) - 1)
-    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = []
-    for j, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _count(text: str) -> int:
-    """Parse '20G', '1.5e9', '750M' into an integer."""
-    try:
-        return int(count_value(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number like 20G, 750M or 1.5e9, got {text!r}") from None
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            v = minimum - 1
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return v
-
-    return parse
-
-
-_positive = _int_at_least(1)
-_nonnegative = _int_at_least(0)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _emit(obj: Any) -> None:
-    json.dump(_finite(obj), sys.stdout, indent=2, allow_nan=False)
-    sys.stdout.write("\n")
 
 
 # -- space ----------------------------------------------------------------------------------
@@ -112,10 +28,10 @@ def _emit(obj: Any) -> None:
 def cmd_space_list(args: argparse.Namespace) -> None:
     spaces = [load_space(n) for n in list_spaces()]
     if args.json:
-        _emit([{"name": s.name, "description": s.description, "size": s.size, "path": str(s.path)} for s in spaces])
+        emit([{"name": s.name, "description": s.description, "size": s.size, "path": str(s.path)} for s in spaces])
         return
     print(
-        _table(
+        render_table(
             [(s.name, f"{s.size:,}", len(s.groups), s.description) for s in spaces],
             ["space", "placements", "decisions", "description"],
             "lrrl",
@@ -127,7 +43,7 @@ def cmd_space_show(args: argparse.Namespace) -> None:
     space = load_space(args.space)
     info = space.describe()
     if args.json:
-        _emit(info)
+        emit(info)
         return
     print(f"space {space.name}: {space.description}")
     print(f"file: {space.path}")
@@ -136,7 +52,7 @@ def cmd_space_show(args: argparse.Namespace) -> None:
     print(f"default clip: {space.clip[0]} frames x {space.clip[1]}x{space.clip[1]}")
     print()
     print(
-        _table(
+        render_table(
             [
                 (
                     p["name"],
@@ -156,7 +72,7 @@ def cmd_space_show(args: argparse.Namespace) -> None:
     print(f"{len(space.groups)} decisions (tied groups), {space.size:,} placements")
     print()
     print(
-        _table(
+        render_table(
             [
                 (n, v["string"], "yes" if v["in_space"] else "no: a reference model", v["description"])
                 for n, v in info["placements"].items()
@@ -183,22 +99,22 @@ def cmd_space_count(args: argparse.Namespace) -> None:
         out["budget"] = {"max_macs": args.max_macs, "max_params": args.max_params}
         out["within_budget"] = costs.count_within(max_macs=args.max_macs, max_params=args.max_params)
     if args.json:
-        _emit(out)
+        emit(out)
         return
     print(f"space {space.name} at input {tuple(costs.input_shape)}: {costs.size:,} placements")
     print(
-        f"  MACs   {_g(summary['min_macs'])} .. {_g(summary['max_macs'])}"
-        f"   (FLOPs {_g(2 * summary['min_macs'])} .. {_g(2 * summary['max_macs'])})"
+        f"  MACs   {fmt_g(summary['min_macs'])} .. {fmt_g(summary['max_macs'])}"
+        f"   (FLOPs {fmt_g(2 * summary['min_macs'])} .. {fmt_g(2 * summary['max_macs'])})"
     )
-    print(f"  params {_m(summary['min_params'])} .. {_m(summary['max_params'])}")
+    print(f"  params {fmt_m(summary['min_params'])} .. {fmt_m(summary['max_params'])}")
     print(f"  fewest MACs: {out['min_macs_placement']}")
     print(f"  most MACs:   {out['max_macs_placement']}")
     if "within_budget" in out:
         parts = []
         if args.max_macs is not None:
-            parts.append(f"MACs <= {_g(args.max_macs)}")
+            parts.append(f"MACs <= {fmt_g(args.max_macs)}")
         if args.max_params is not None:
-            parts.append(f"params <= {_m(args.max_params)}")
+            parts.append(f"params <= {fmt_m(args.max_params)}")
         n = out["within_budget"]
         print(f"  within budget ({', '.join(parts)}): {n:,} placements ({100 * n / costs.size:.2f}%)")
 
@@ -245,24 +161,24 @@ def cmd_flops(args: argparse.Namespace) -> None:
         **cost.to_dict(per_layer=args.per_layer),
     }
     if args.latency:
-        from .latency import measure_latency
+        from ..latency import measure_latency
 
         model = space.build(placement, num_classes=args.classes)
         out["latency"] = measure_latency(
             model, cost.input, device=args.device, batch=args.batch, runs=args.runs
         ).to_dict()
     if args.json:
-        _emit(out)
+        emit(out)
         return
     print(f"space {space.name}, placement: {out['placement']}")
     print(f"input {tuple(cost.input)} (N, C, T, H, W), {args.classes} classes")
-    print(f"  params {cost.params:,} ({_m(cost.params)})")
-    print(f"  MACs   {cost.macs:,} ({_g(cost.macs)})")
-    print(f"  FLOPs  {cost.flops:,} ({_g(cost.flops)})  = 2 x MACs")
+    print(f"  params {cost.params:,} ({fmt_m(cost.params)})")
+    print(f"  MACs   {cost.macs:,} ({fmt_g(cost.macs)})")
+    print(f"  FLOPs  {cost.flops:,} ({fmt_g(cost.flops)})  = 2 x MACs")
     print()
     kt = {p.name: p.default_kt for p in space.positions}
     rows = [
-        (n, placement[n].token(kt[n]), f"{c.params:,}", _g(c.macs), f"{100 * c.macs / cost.macs:.1f}%")
+        (n, placement[n].token(kt[n]), f"{c.params:,}", fmt_g(c.macs), f"{100 * c.macs / cost.macs:.1f}%")
         for n, c in cost.per_position.items()
     ]
     rows.append(
@@ -270,15 +186,15 @@ def cmd_flops(args: argparse.Namespace) -> None:
             "(fixed layers)",
             "",
             f"{cost.fixed.params:,}",
-            _g(cost.fixed.macs),
+            fmt_g(cost.fixed.macs),
             f"{100 * cost.fixed.macs / cost.macs:.1f}%",
         )
     )
-    print(_table(rows, ["position", "op", "params", "MACs", "share"], "llrrr"))
+    print(render_table(rows, ["position", "op", "params", "MACs", "share"], "llrrr"))
     if args.per_layer:
         print()
         print(
-            _table(
+            render_table(
                 [
                     (
                         lay.name,
@@ -307,42 +223,18 @@ def cmd_flops(args: argparse.Namespace) -> None:
 # -- families -------------------------------------------------------------------------------
 
 
-def family_table(
-    space: SearchSpace, *, frames: int | None, size: int | None, classes: int, kind: str | None
-) -> list[dict[str, Any]]:
-    """Cost of every bottom-/top-heavy placement (the x-axis of the S3D paper's figure)."""
-    costs = space.costs(frames=frames, size=size, num_classes=classes)
-    rows = []
-    for family in ("bottom_heavy", "top_heavy"):
-        for k in range(len(space.groups) + 1):
-            p = space.family(family, k, kind)
-            macs, params = costs.cost(p)
-            rows.append(
-                {
-                    "family": family,
-                    "k": k,
-                    "name": f"{family}_{k}",
-                    "placement": space.placement_string(p),
-                    "params": params,
-                    "macs": macs,
-                    "flops": 2 * macs,
-                }
-            )
-    return rows
-
-
 def cmd_families(args: argparse.Namespace) -> None:
     space = load_space(args.space)
     kind = args.kind or space.family_kind
     rows = family_table(space, frames=args.frames, size=args.size, classes=args.classes, kind=kind)
     shape = space.input_shape(args.frames, args.size)
     if args.json:
-        _emit({"space": space.name, "input": list(shape), "kind": kind, "families": rows})
+        emit({"space": space.name, "input": list(shape), "kind": kind, "families": rows})
         return
     print(f"space {space.name}, temporal kind {kind}, input {shape} (N, C, T, H, W)")
     print(
-        _table(
-            [(r["name"], r["placement"], f"{r['params']:,}", _g(r["macs"]), _g(r["flops"])) for r in rows],
+        render_table(
+            [(r["name"], r["placement"], f"{r['params']:,}", fmt_g(r["macs"]), fmt_g(r["flops"])) for r in rows],
             ["placement", "ops (one per group)", "params", "MACs", "FLOPs"],
             "llrrr",
         )
@@ -353,7 +245,7 @@ def cmd_families(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .data import make_data
+    from ..data import make_data
 
     space = load_space(args.space)
     placement = space.resolve(args.placement)
@@ -385,7 +277,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         threads=args.threads,
     )
 
-    from .progressbar import progress_bar
+    from ..progressbar import progress_bar
 
     # a bar on stderr: always on a terminal; with --json only there (stdout is for the JSON)
     show = not args.quiet and (sys.stderr.isatty() or not args.json)
@@ -422,16 +314,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         **result.to_dict(),
     }
     if args.json:
-        _emit(out)
+        emit(out)
     else:
         print(f"status: {result.status}" + (f" ({result.reason})" if result.reason else ""))
         if result.accuracy is not None:
             top5 = f", top-5 {100 * result.top5:.1f}%" if result.top5 is not None else ""
             print(f"held-out top-1 {100 * result.accuracy:.1f}%{top5} on {data.eval_size} clips")
-            print(_table([(k, f"{100 * v:.1f}%") for k, v in result.per_class_accuracy.items()], ["class", "top-1"]))
+            print(
+                render_table([(k, f"{100 * v:.1f}%") for k, v in result.per_class_accuracy.items()], ["class", "top-1"])
+            )
         print(
             f"{result.clips_per_s:.0f} clips/s on {result.device} ({result.precision}), "
-            f"{result.wall_time_s:.1f} s wall; proxy MACs {_g(cost.macs)} per clip"
+            f"{result.wall_time_s:.1f} s wall; proxy MACs {fmt_g(cost.macs)} per clip"
         )
     if result.status in ("failed", "out_of_memory", "diverged"):
         raise SystemExit(1)
@@ -441,7 +335,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_subset(args: argparse.Namespace) -> None:
-    from .data.video import make_subset
+    from ..data.video import make_subset
 
     classes: int | list[str] | None = None
     if args.classes is not None:
@@ -468,7 +362,7 @@ def cmd_subset(args: argparse.Namespace) -> None:
         "val_videos": sub.val_videos,
     }
     if args.json:
-        _emit(out)
+        emit(out)
         return
     print(f"{len(sub.class_names)} classes, {sub.train_videos} training videos -> {sub.train}")
     if sub.val:
@@ -478,48 +372,25 @@ def cmd_subset(args: argparse.Namespace) -> None:
 # -- references -----------------------------------------------------------------------------
 
 
-def reference_table(space: SearchSpace, *, frames: int | None, size: int | None, classes: int) -> list[dict[str, Any]]:
-    """Cost of the published models and uniform placements of a space (the named
-    placements other than the bottom-/top-heavy families)."""
-    rows = []
-    for name, named in space.named.items():
-        if name.startswith(("bottom_heavy_", "top_heavy_")):
-            continue
-        cost = space.cost(named.placement, frames=frames, size=size, num_classes=classes)
-        rows.append(
-            {
-                "space": space.name,
-                "name": name,
-                "description": named.description,
-                "placement": space.placement_string(named.placement),
-                "input": list(cost.input),
-                "params": cost.params,
-                "macs": cost.macs,
-                "flops": cost.flops,
-            }
-        )
-    return rows
-
-
 def cmd_references(args: argparse.Namespace) -> None:
     rows = []
     for name in args.spaces or list_spaces():
         rows += reference_table(load_space(name), frames=args.frames, size=args.size, classes=args.classes)
     if args.json:
-        _emit(rows)
+        emit(rows)
         return
     print("Reference architectures: params, MACs (multiply-adds of conv and linear layers) and FLOPs (= 2 x MACs)")
     print(f"at each space's default clip, {args.classes} classes\n")
     print(
-        _table(
+        render_table(
             [
                 (
                     r["space"],
                     r["name"],
                     "x".join(map(str, r["input"][2:])),
-                    _m(r["params"]),
-                    _g(r["macs"]),
-                    _g(r["flops"]),
+                    fmt_m(r["params"]),
+                    fmt_g(r["macs"]),
+                    fmt_g(r["flops"]),
                     r["description"],
                 )
                 for r in rows
@@ -534,9 +405,9 @@ def cmd_references(args: argparse.Namespace) -> None:
 
 
 def _clip_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames", type=_positive, help="clip length T (default: the space's clip)")
-    p.add_argument("--size", type=_positive, help="clip height and width S (default: the space's clip)")
-    p.add_argument("--classes", type=_positive, default=400, help="classifier width (default 400)")
+    p.add_argument("--frames", type=positive, help="clip length T (default: the space's clip)")
+    p.add_argument("--size", type=positive, help="clip height and width S (default: the space's clip)")
+    p.add_argument("--classes", type=positive, default=400, help="classifier width (default 400)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -559,8 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("count", help="MACs range over the whole space and the number of placements within a budget")
     p.add_argument("space", metavar="SPACE")
     _clip_args(p)
-    p.add_argument("--max-macs", type=_count, help="MACs budget, e.g. 20G")
-    p.add_argument("--max-params", type=_count, help="parameter budget, e.g. 10M")
+    p.add_argument("--max-macs", type=count_arg, help="MACs budget, e.g. 20G")
+    p.add_argument("--max-params", type=count_arg, help="parameter budget, e.g. 10M")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_space_count)
 
@@ -576,8 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-layer", action="store_true", help="list every conv and linear layer")
     p.add_argument("--latency", action="store_true", help="also time the built model")
     p.add_argument("--device", default="cpu", help="device for --latency (default cpu)")
-    p.add_argument("--batch", type=_positive, default=1, help="clips per forward pass for --latency")
-    p.add_argument("--runs", type=_positive, default=10, help="timed runs for --latency (median reported)")
+    p.add_argument("--batch", type=positive, default=1, help="clips per forward pass for --latency")
+    p.add_argument("--runs", type=positive, default=10, help="timed runs for --latency (median reported)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
 
@@ -598,15 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the built-in synthetic benchmark (default), or a folder per class / list file of videos",
     )
     p.add_argument("--val", metavar="PATH", help="held-out videos (default: a held-out share of --data)")
-    p.add_argument("--steps", type=_positive, default=ProxyBudget().steps, help="optimiser steps")
-    p.add_argument("--frames", type=_positive, default=16, help="clip length T (default 16)")
-    p.add_argument("--size", type=_positive, default=32, help="clip side S (default 32)")
-    p.add_argument("--batch", type=_positive, default=ProxyBudget().batch_size, help="clips per step")
+    p.add_argument("--steps", type=positive, default=ProxyBudget().steps, help="optimiser steps")
+    p.add_argument("--frames", type=positive, default=16, help="clip length T (default 16)")
+    p.add_argument("--size", type=positive, default=32, help="clip side S (default 32)")
+    p.add_argument("--batch", type=positive, default=ProxyBudget().batch_size, help="clips per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    p.add_argument(
-        "--eval-every", type=_nonnegative, help="intermediate evaluations every N steps (0: only at the end)"
-    )
+    p.add_argument("--eval-every", type=nonnegative, help="intermediate evaluations every N steps (0: only at the end)")
     p.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation")
     p.add_argument("--data-seed", type=int, default=0, help="identity of the synthetic data set")
     p.add_argument("--difficulty", type=float, default=0.5, help="synthetic data: 0 (easy) .. 1 (hard)")
@@ -617,16 +486,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="synthetic data: the benchmark's generation (1: original; 2: graded cues, see docs/data.md)",
     )
-    p.add_argument("--stride", type=_positive, default=2, help="real video: frames between sampled frames (default 2)")
+    p.add_argument("--stride", type=positive, default=2, help="real video: frames between sampled frames (default 2)")
     p.add_argument(
-        "--workers", type=_nonnegative, help="real video: DataLoader worker processes (default: min(4, cores - 1))"
+        "--workers", type=nonnegative, help="real video: DataLoader worker processes (default: min(4, cores - 1))"
     )
     p.add_argument(
         "--cache-dir", help="real video: decoded-clip cache folder (default ~/.cache/placement-search/clips)"
     )
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    p.add_argument("--threads", type=_positive, help="CPU threads")
+    p.add_argument("--threads", type=positive, help="CPU threads")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_train)
@@ -635,9 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help="a folder per class or a list file")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for train/val list files")
     p.add_argument("--classes", metavar="K_OR_NAMES", help="how many classes (drawn with --seed), or a comma list")
-    p.add_argument("--per-class", type=_positive, help="training videos per class (default: all)")
+    p.add_argument("--per-class", type=positive, help="training videos per class (default: all)")
     p.add_argument(
-        "--val-per-class", type=_nonnegative, default=0, help="held-out videos per class (default 0: no val list)"
+        "--val-per-class", type=nonnegative, default=0, help="held-out videos per class (default 0: no val list)"
     )
     p.add_argument("--val-source", metavar="PATH", help="take held-out videos from here (e.g. Kinetics' val split)")
     p.add_argument("--seed", type=int, default=0)
@@ -651,10 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_references)
 
-    from .analysis.commands import add_parsers as add_analysis_parsers
-    from .search.commands import add_parsers
-    from .search.export_cmd import add_parsers as add_export_parsers
-    from .table.commands import add_parsers as add_table_parsers
+    from .analyze import add_parsers as add_analysis_parsers
+    from .export import add_parsers as add_export_parsers
+    from .study import add_parsers
+    from .table import add_parsers as add_table_parsers
 
     add_parsers(sub)
     add_export_parsers(sub)

@@ -16,8 +16,8 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import UserError
+from ..study.storage import pareto_rows, study_status
 from . import figures as F
-from .storage import pareto_rows, study_status
 
 __all__ = ["render_report", "report_data", "study_space", "write_report"]
 

@@ -33,6 +33,7 @@ from .._version import __version__
 from ..errors import UserError
 from ..placement import Placement
 from ..space import SearchSpace, load_space
+from .records import trial_attrs
 
 __all__ = ["BuildResult", "TableJob", "build_table", "table_jobs", "table_placements"]
 
@@ -217,8 +218,8 @@ def build_table(
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from ..search.config import OBJECTIVES, check_study_name
-    from ..search.storage import open_storage, quiet_optuna
+    from .config import OBJECTIVES, check_study_name
+    from .storage import open_storage, quiet_optuna
 
     emit = on_event or (lambda kind, info: None)
     if cfg.table is None:
@@ -389,7 +390,7 @@ def build_table(
 
     done: set[tuple[str, int, str]] = set()
     for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
+        ua = trial_attrs(t)
         if t.state.is_finished() and ua.get("status") in FINAL_RUN and "budget" in ua:
             done.add((ua["budget"], int(ua["seed"]), ua["placement_string"]))
     if seed_table is not None:
@@ -424,8 +425,8 @@ def _run_on_ray(
     emit: Callable[[str, dict[str, Any]], None],
     trial_fn: Callable[[dict[str, Any]], Any] | None,
 ) -> None:
-    from ..search.executor import RayExecutor
-    from ..search.worker import run_trial
+    from .executor import RayExecutor
+    from .worker import run_trial
 
     executor = RayExecutor(
         trial_fn or run_trial, cfg.resources, cfg.ray, ray_address if ray_address is not None else cfg.ray.address

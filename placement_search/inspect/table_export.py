@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .table import COLUMNS, write_table
+from ..study.records import trial_attrs
+from ..table.table import COLUMNS, write_table
 
 __all__ = ["export_table", "table_rows"]
 
@@ -30,7 +31,7 @@ def table_rows(study: Any) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     families: dict[str, tuple[str, ...]] = {}
     rows = []
     for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
+        ua = trial_attrs(t)
         if not t.state.is_finished() or "budget" not in ua or ua.get("status") in (None, "failed"):
             continue
         fams = _families(ua.get("data_config") or {})

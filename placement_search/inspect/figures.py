@@ -18,11 +18,12 @@ and into the self-contained HTML report (:mod:`.report`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from .early_stop import dominates
+from ..pareto import dominates, hypervolume
+from ..placement import placement_key
+from ..study.records import trial_attrs
 
 __all__ = [
     "families_data",
@@ -38,17 +39,13 @@ KINDS = ("2d", "3d", "sep", "2plus1d")
 KIND_LABEL = {"2d": "2D", "3d": "3D", "sep": "separable", "2plus1d": "R(2+1)D"}
 
 
-def _key(placement: Any) -> str:
-    return json.dumps(placement, sort_keys=True, separators=(",", ":"))
-
-
 def _complete(trials: Sequence[Any]) -> list[Any]:
     """Completed, feasible trials that were evaluated (reused copies left out)."""
     from optuna.trial import TrialState
 
     out = []
     for t in trials:
-        if t.state != TrialState.COMPLETE or t.user_attrs.get("status") == "reused":
+        if t.state != TrialState.COMPLETE or trial_attrs(t).get("status") == "reused":
             continue
         if any(v > 0 for v in t.constraints.values()):
             continue
@@ -79,11 +76,11 @@ def pareto_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, An
     points = [
         {
             "trial": t.number,
-            "accuracy": t.user_attrs.get("accuracy"),
-            "macs": t.user_attrs.get("macs"),
-            "params": t.user_attrs.get("params"),
-            "placement": t.user_attrs.get("placement_string"),
-            "named": t.user_attrs.get("named"),
+            "accuracy": trial_attrs(t).get("accuracy"),
+            "macs": trial_attrs(t).get("macs"),
+            "params": trial_attrs(t).get("params"),
+            "placement": trial_attrs(t).get("placement_string"),
+            "named": trial_attrs(t).get("named"),
             "on_front": t.number in front,
         }
         for t in done
@@ -92,13 +89,13 @@ def pareto_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, An
     other = [
         {
             "trial": t.number,
-            "status": t.user_attrs.get("status", t.state.name.lower()),
-            "macs": t.user_attrs.get("macs"),
-            "placement": t.user_attrs.get("placement_string"),
-            "accuracy": t.user_attrs.get("accuracy"),
+            "status": trial_attrs(t).get("status", t.state.name.lower()),
+            "macs": trial_attrs(t).get("macs"),
+            "placement": trial_attrs(t).get("placement_string"),
+            "accuracy": trial_attrs(t).get("accuracy"),
         }
         for t in trials
-        if t not in done and t.user_attrs.get("status") in ("early_stopped", "infeasible")
+        if t not in done and trial_attrs(t).get("status") in ("early_stopped", "infeasible")
     ]
     return {
         "target_input": study.user_attrs.get("target_input"),
@@ -107,26 +104,6 @@ def pareto_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, An
         "named": [p for p in points if p["named"]],
         "not_on_front": other,
     }
-
-
-def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
-    """Hypervolume dominated by ``points`` (minimisation) up to ``reference``."""
-    pts = [tuple(p) for p in points if all(a < r for a, r in zip(p, reference))]
-    if not pts:
-        return 0.0
-    if len(reference) == 2:  # exact sweep
-        pts.sort()
-        area, best_y = 0.0, reference[1]
-        for x, y in pts:
-            if y < best_y:
-                nxt = reference[0]
-                area += (nxt - x) * (best_y - y)
-                best_y = y
-        return area
-    import numpy as np
-    from optuna._hypervolume import compute_hypervolume
-
-    return float(compute_hypervolume(np.asarray(pts, dtype=float), np.asarray(reference, dtype=float)))
 
 
 def _reference(study: Any, done: Sequence[Any]) -> list[float]:
@@ -188,17 +165,17 @@ def families_data(study: Any, space: Any, trials: Sequence[Any] | None = None) -
     done = _complete(trials)
     by_key: dict[str, Any] = {}
     for t in done:
-        by_key.setdefault(_key(t.user_attrs.get("placement")), t)
+        by_key.setdefault(placement_key(trial_attrs(t).get("placement") or {}), t)
     n_groups = len(space.groups)
 
     def lookup(name: str) -> dict[str, Any]:
         npl = space.named.get(name)
-        t = by_key.get(_key(npl.placement.to_dict())) if npl is not None else None
+        t = by_key.get(placement_key(npl.placement)) if npl is not None else None
         return {
             "name": name,
             "trial": t.number if t else None,
-            "accuracy": t.user_attrs.get("accuracy") if t else None,
-            "macs": t.user_attrs.get("macs") if t else None,
+            "accuracy": trial_attrs(t).get("accuracy") if t else None,
+            "macs": trial_attrs(t).get("macs") if t else None,
         }
 
     lines = {}

@@ -41,13 +41,14 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import UserError
-from ..placement import Placement
+from ..pareto import dominates
+from ..placement import Placement, placement_key
 from ..space import SearchSpace, load_space
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
-from .early_stop import Reference, compact, dominates
+from .early_stop import Reference, compact
 from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
-from .fastsql import create_trial, finish_trial
-from .storage import COUNTED, FINAL, HEARTBEAT_STALE_S, driver_state, open_storage, quiet_optuna, trial_status
+from .records import COUNTED, FINAL, stored_result, trial_attrs, trial_status, write_finished, write_started
+from .storage import HEARTBEAT_STALE_S, driver_state, open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
 
@@ -59,9 +60,8 @@ HEARTBEAT_EVERY_S = 10.0
 MAX_LATENCY_INFEASIBLE = 20
 
 
-def canonical_key(placement: Placement) -> str:
-    """Canonical JSON of a placement: two trials with the same key are the same architecture."""
-    return json.dumps(placement.to_dict(), sort_keys=True, separators=(",", ":"))
+#: the name earlier releases exported for :func:`placement_search.placement.placement_key`
+canonical_key = placement_key
 
 
 @dataclass
@@ -92,8 +92,15 @@ class _InFlight:
     attempt: int = 1
     started: float = 0.0
     curve: list[tuple[int, float]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
     named: str | None = None
+    #: the user attributes written at dispatch
+    started_attrs: dict[str, Any] = field(default_factory=dict)
+    #: constraint system attributes written at dispatch
+    constraints: frozenset[str] = frozenset()
+    #: what the worker said: its host, the device it timed latency on, its last event
+    host: str | None = None
+    latency_device: str | None = None
+    final: dict[str, Any] | None = None
 
 
 class _Interrupt(Exception):
@@ -166,6 +173,10 @@ class SearchDriver:
             taking the trial's spec and yielding events; benchmarks pass one that returns at once.
         executor: where trials run: ``"ray"`` (default), ``"inline"`` (one at a time in this
             process: table replays and tests), or an :class:`.executor.Executor`.
+        publish_figures: called with ``(study, space)`` as trials finish (at most every few
+            seconds) and at the end, to refresh live figures; ``placement-search run`` passes
+            :func:`placement_search.inspect.figures.push_dashboard_figures` (optuna-dashboard's
+            plots). A failure is a warning, never a lost study.
     """
 
     def __init__(
@@ -181,8 +192,10 @@ class SearchDriver:
         faults: dict[str, str] | None = None,
         trial_fn: Callable[[dict[str, Any]], Any] | None = None,
         executor: Executor | str | None = None,
+        publish_figures: Callable[[Any, SearchSpace], Any] | None = None,
     ) -> None:
         self.trial_fn = trial_fn
+        self.publish_figures = publish_figures
         self.cfg = cfg
         self.storage_url = storage or cfg.storage
         self.study_name = check_study_name(study_name or cfg.name, "--study-name")
@@ -311,9 +324,9 @@ class SearchDriver:
             return Path(self.cfg.artifacts.path)
         if recorded:
             return Path(recorded)
-        from .storage import _sqlite_path
+        from .storage import storage_file
 
-        db = _sqlite_path(self.storage_url)
+        db = storage_file(self.storage_url)
         if db is not None:
             return (db.parent / f"{db.stem}-artifacts").resolve()
         return (Path.cwd() / "placement-search-artifacts").resolve()
@@ -332,7 +345,7 @@ class SearchDriver:
                     )
                 except UserError:
                     continue
-            elif (key := self._key_of_attrs(t.user_attrs)) is not None:
+            elif (key := self._key_of_attrs(t.user_attrs)) is not None:  # stored at dispatch
                 seen.add(key)
         for name, p in self.first:
             key = canonical_key(p)
@@ -355,9 +368,21 @@ class SearchDriver:
 
         n = 0
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.storage.set_trial_user_attr(t._trial_id, "status", "driver_died")
-            self.storage.set_trial_user_attr(t._trial_id, "reason", "the driver stopped while this trial ran")
-            self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            done = stored_result(t)
+            if done is not None:
+                # the driver died after storing the result and before the final state: finish it
+                status = done["status"]
+                state = {"ok": TrialState.COMPLETE, "early_stopped": TrialState.PRUNED, "infeasible": TrialState.PRUNED}
+                values = done.get("values") if status == "ok" else None
+                if status != "ok" or values:
+                    self.storage.set_trial_state_values(t._trial_id, state.get(status, TrialState.FAIL), values)
+                    continue
+            write_finished(
+                self.storage,
+                t._trial_id,
+                state=TrialState.FAIL,
+                result={"status": "driver_died", "reason": "the driver stopped while this trial ran"},
+            )
             self._requeue(t)
             n += 1
         return n
@@ -401,27 +426,28 @@ class SearchDriver:
             if t.state == TrialState.WAITING:
                 self.queue.append((t._trial_id, t.number, self._params(t), dict(t.user_attrs)))
         for t in finished:
-            status = trial_status(t)
+            attrs = trial_attrs(t)
+            status = trial_status(t, attrs)
             self.by_status[status] = self.by_status.get(status, 0) + 1
             if status in COUNTED:
                 self.counted += 1
-            key = self._key_of_attrs(t.user_attrs)
+            key = self._key_of_attrs(attrs)
             if key and status in FINAL and key not in self.outcomes:
                 self.outcomes[key] = {
                     "number": t.number,
                     "state": t.state,
                     "values": t.values,
                     "status": status,
-                    "user_attrs": dict(t.user_attrs),
+                    "user_attrs": attrs,
                     "system_attrs": {k: v for k, v in t.system_attrs.items() if k.startswith("constraints:")},
                 }
                 self._update_front(self.outcomes[key])
-            self._add_reference(t.number, t.user_attrs, status)
+            self._add_reference(t.number, attrs, status)
 
     @staticmethod
     def _key_of_attrs(ua: dict[str, Any]) -> str | None:
         p = ua.get("placement")
-        return json.dumps(p, sort_keys=True, separators=(",", ":")) if p else None
+        return placement_key(p) if p else None
 
     def _add_reference(self, number: int, ua: dict[str, Any], status: str) -> None:
         if status in ("ok", "early_stopped") and ua.get("eval_curve") and ua.get("macs") is not None:
@@ -514,12 +540,12 @@ class SearchDriver:
         heatmap, families) when trials finished since the last refresh. Never fails the study."""
         self._last_push = time.monotonic()
         finished = sum(self.by_status.values())
-        if not self.cfg.artifacts.enabled or (finished == self._pushed_at and not force):
+        if self.publish_figures is None or not self.cfg.artifacts.enabled:
+            return
+        if finished == self._pushed_at and not force:
             return
         try:
-            from .figures import push_dashboard_figures
-
-            push_dashboard_figures(self.study, self.space)
+            self.publish_figures(self.study, self.space)
             self._pushed_at = finished
         except Exception as e:  # a figure is not worth a lost study
             self.on_event("warning", {"message": f"could not refresh the dashboard figures: {type(e).__name__}: {e}"})
@@ -724,12 +750,12 @@ class SearchDriver:
         user_attrs: dict[str, Any],
     ) -> tuple[int, int]:
         """Write a trial to the storage in one transaction: a new row, or the WAITING row it came from."""
-        from optuna.trial import FrozenTrial, TrialState
+        from optuna.trial import TrialState
 
         frozen = self._mirror_frozen(mt)
         system_attrs = {k: v for k, v in frozen.system_attrs.items() if k != "fixed_params"}
         if rdb_waiting is None:
-            fast = create_trial(
+            return write_started(
                 self.storage,
                 self.study_id,
                 state=state,
@@ -739,60 +765,20 @@ class SearchDriver:
                 system_attrs=system_attrs,
                 values=values,
             )
-            if fast is not None:
-                return fast
-            now = _now()
-            template = FrozenTrial(
-                number=0,
-                state=state,
-                value=None,
-                values=values,
-                datetime_start=now,
-                datetime_complete=now if state != TrialState.RUNNING else None,
-                params=dict(mt.params),
-                distributions=dict(self.dists),
-                user_attrs=user_attrs,
-                system_attrs=system_attrs,
-                intermediate_values={},
-                trial_id=0,
-            )
-            trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
-            number = self.storage.get_trial_number_from_id(trial_id)
-            return trial_id, number
         # a queued (WAITING) row: attributes and params first, RUNNING last, so that a crash in
         # between leaves it WAITING (its ``fixed_params`` intact) for the next run
         trial_id, number = rdb_waiting
-        self._finish_row(trial_id, None, user_attrs, system_attrs, None)
+        for k, v in user_attrs.items():
+            self.storage.set_trial_user_attr(trial_id, k, v)
+        for k, v in system_attrs.items():
+            self.storage.set_trial_system_attr(trial_id, k, v)
         for name, value in mt.params.items():
             dist = self.dists[name]
             self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
         self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
         if state != TrialState.RUNNING:
-            self._finish_row(trial_id, state, {}, {}, values)
-        return trial_id, number
-
-    def _finish_row(
-        self,
-        trial_id: int,
-        state: Any,
-        user_attrs: dict[str, Any],
-        system_attrs: dict[str, Any],
-        values: list[float] | None,
-    ) -> None:
-        """Attributes (and the final state) of a trial in one transaction where the storage allows."""
-        if state is not None and not finish_trial(
-            self.storage, trial_id, state=state, user_attrs=user_attrs, system_attrs=system_attrs, values=values
-        ):
-            for k, v in user_attrs.items():
-                self.storage.set_trial_user_attr(trial_id, k, v)
-            for k, v in system_attrs.items():
-                self.storage.set_trial_system_attr(trial_id, k, v)
             self.storage.set_trial_state_values(trial_id, state, values)
-        elif state is None:
-            for k, v in user_attrs.items():
-                self.storage.set_trial_user_attr(trial_id, k, v)
-            for k, v in system_attrs.items():
-                self.storage.set_trial_system_attr(trial_id, k, v)
+        return trial_id, number
 
     def _count(self, status: str, number: int, key: str | None, outcome: dict[str, Any] | None) -> None:
         self.by_status[status] = self.by_status.get(status, 0) + 1
@@ -931,7 +917,8 @@ class SearchDriver:
                 "counts": {str(s): n for s, n in counts.items()},
             }
         fl = _InFlight(number, trial_id, mt, key, placement, costs, spec, named=extra.get("named"))
-        fl.info["ua0"] = ua
+        fl.started_attrs = ua
+        fl.constraints = frozenset(k for k in self._mirror_frozen(mt).system_attrs if k.startswith("constraints:"))
         self._submit(fl)
         self.on_event("start", {"number": number, "placement": costs["placement_string"], "macs": costs["macs"]})
 
@@ -982,10 +969,10 @@ class SearchDriver:
             return
         kind = event.get("event")
         if kind == "started":
-            fl.info.update(host=event["host"])
+            fl.host = event["host"]
         elif kind == "latency":
             fl.costs["latency_ms"] = event["latency_ms"]
-            fl.info["latency_device"] = event["device"]
+            fl.latency_device = event["device"]
         elif kind == "eval":
             fl.curve.append((int(event["step"]), float(event["accuracy"])))
             # live learning curves in optuna-dashboard (Trial.report is single-objective only in
@@ -993,22 +980,21 @@ class SearchDriver:
             self.storage.set_trial_intermediate_value(fl.trial_id, int(event["step"]), float(event["accuracy"]))
             self.on_event("eval", {"number": fl.number, "step": event["step"], "accuracy": event["accuracy"]})
         elif kind in ("result", "infeasible"):
-            fl.info["final"] = event
+            fl.final = event
 
     def _conclude(self, fl: _InFlight, failure: dict[str, Any] | None) -> None:
         """Record a dispatched trial's end (one transaction) and tell the mirror."""
         from optuna.trial import TrialState
 
         self.inflight.pop(fl.gen, None)
-        final: dict[str, Any] = fl.info.get("final") or {}
-        ua: dict[str, Any] = {"wall_time_s": round(time.monotonic() - fl.started, 3), "host": fl.info.get("host")}
+        final: dict[str, Any] = fl.final or {}
+        ua: dict[str, Any] = {"wall_time_s": round(time.monotonic() - fl.started, 3), "host": fl.host}
         if fl.attempt > 1:
             ua["attempts"] = fl.attempt
-        system_attrs: dict[str, Any] = {}
         values = None
         if "latency_ms" in fl.costs:
             ua["latency_ms"] = fl.costs["latency_ms"]
-            ua["latency_device"] = fl.info.get("latency_device")
+            ua["latency_device"] = fl.latency_device
             max_ms = self.cfg.constraints.max_latency_ms
             if max_ms is not None:
                 v = (fl.costs["latency_ms"] - max_ms) / max_ms
@@ -1049,13 +1035,22 @@ class SearchDriver:
                 status, state = r["status"], TrialState.FAIL
                 ua["reason"] = r["reason"]
         ua["status"] = status
-        if self.artifact_store is not None:
-            system_attrs.update(self._artifacts(fl, final, ua, values))
+        files = self._artifacts(fl, final, ua, values) if self.artifact_store is not None else []
+        # constraints set since dispatch (a measured latency): the others are stored already
         frozen_sys = self._mirror_frozen(fl.mirror).system_attrs
-        system_attrs.update({k: v for k, v in frozen_sys.items() if k.startswith("constraints:")})
-        self._finish_row(fl.trial_id, state, ua, system_attrs, values)
+        system_attrs = {k: v for k, v in frozen_sys.items() if k.startswith("constraints:") and k not in fl.constraints}
+        write_finished(
+            self.storage,
+            fl.trial_id,
+            state=state,
+            result=ua,
+            values=values,
+            system_attrs=system_attrs,
+            files=files,
+            artifact_store=self.artifact_store,
+        )
         self._tell_mirror(fl.mirror, state, values)
-        full_ua = {**fl.info["ua0"], **ua}
+        full_ua = {**fl.started_attrs, **ua}
         self._count(status, fl.number, fl.key, self._outcome(fl.number, state, values, full_ua, fl.mirror))
         self.latency_streak = self.latency_streak + 1 if status == "infeasible" else 0
         self._add_reference(fl.number, full_ua, status)
@@ -1091,12 +1086,10 @@ class SearchDriver:
 
     def _artifacts(
         self, fl: _InFlight, final: dict[str, Any], ua: dict[str, Any], values: list[float] | None
-    ) -> dict[str, Any]:
-        """Write a trial's files to the artifact store; returns the trial system attributes that
-        register them (as ``optuna.artifacts.upload_artifact`` does), for the trial's final write."""
+    ) -> list[tuple[str, bytes, str]]:
+        """A finished trial's files, ``(filename, data, mimetype)``, for the artifact store."""
         import csv
         import io
-        import uuid
 
         files: list[tuple[str, bytes, str]] = [
             ("placement.json", json.dumps(fl.costs["placement"], indent=2).encode(), "application/json")
@@ -1122,14 +1115,7 @@ class SearchDriver:
         ):
             files.append(("weights.safetensors", final["weights"], "application/octet-stream"))
             ua["weights_kept"] = True
-        attrs: dict[str, Any] = {}
-        assert self.artifact_store is not None
-        for filename, data, mimetype in files:
-            artifact_id = str(uuid.uuid4())
-            self.artifact_store.write(artifact_id, io.BytesIO(data))
-            meta = {"artifact_id": artifact_id, "filename": filename, "mimetype": mimetype, "encoding": None}
-            attrs[f"artifacts:{artifact_id}"] = json.dumps(meta)
-        return attrs
+        return files
 
     def _cancel_all(self) -> None:
         """Ctrl-C / SIGTERM: cancel running trials, record them, queue them for the next run."""
@@ -1145,7 +1131,7 @@ class SearchDriver:
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             ua = {"status": "interrupted", "reason": "cancelled by the user (Ctrl-C or SIGTERM)"}
             try:
-                self._finish_row(t._trial_id, TrialState.FAIL, ua, {}, None)
+                write_finished(self.storage, t._trial_id, state=TrialState.FAIL, result=ua)
                 self._requeue(t)
             except Exception:
                 continue  # left RUNNING: the next run recovers it

@@ -8,8 +8,8 @@ import sys
 import time
 from typing import Any
 
-from ..cli import _emit, _positive, _table, self_command
-from ..search.config import DEFAULT_STORAGE, check_storage_url
+from ..study.config import DEFAULT_STORAGE, check_storage_url
+from ._format import emit, positive, render_table, self_command
 
 __all__ = ["add_parsers"]
 
@@ -53,9 +53,9 @@ class _BuildProgress:
 
 
 def cmd_table_build(args: argparse.Namespace) -> int:
-    from ..search.config import load_study_config
-    from .build import build_table
-    from .table import read_table
+    from ..study.config import load_study_config
+    from ..study.table_build import build_table
+    from ..table.table import read_table
 
     cfg = load_study_config(args.study_toml)
     seed_table = read_table(args.from_table) if args.from_table else None
@@ -85,18 +85,18 @@ def cmd_table_build(args: argparse.Namespace) -> int:
 
 
 def cmd_table_export(args: argparse.Namespace) -> int:
-    from ..search.storage import load_study, open_storage
-    from .export import export_table
+    from ..inspect.table_export import export_table
+    from ..study.storage import load_study, open_storage
 
     study = load_study(open_storage(args.storage, create=False), args.study)
     command = "placement-search " + " ".join(shlex.quote(a) for a in (args.build_command or []))
     summary = export_table(study, args.output, command=command if args.build_command else None)
     if args.json:
-        _emit(summary)
+        emit(summary)
         return 0
     print(f"wrote {summary['csv']} ({summary['rows']} rows) and {summary['card']}")
     print(
-        _table(
+        render_table(
             [
                 [k, v["placements"], ", ".join(map(str, v["seeds"])), v["runs"], f"{v['train_time_s'] / 3600:.2f}"]
                 for k, v in summary["budgets"].items()
@@ -108,7 +108,7 @@ def cmd_table_export(args: argparse.Namespace) -> int:
 
 
 def cmd_table_show(args: argparse.Namespace) -> int:
-    from .table import read_table
+    from ..table.table import read_table
 
     t = read_table(args.table)
     budgets = t.budgets
@@ -124,11 +124,11 @@ def cmd_table_show(args: argparse.Namespace) -> int:
     key = budgets[-1]
     rows.sort(key=lambda r: -(t.accuracy(r[0], key) or -1))
     if args.json:
-        _emit([{"placement": r[0], **{b: t.stats(r[0], b) for b in budgets}} for r in rows])
+        emit([{"placement": r[0], **{b: t.stats(r[0], b) for b in budgets}} for r in rows])
         return 0
     print(f"{t.path}: space {t.space}, {len(t.placements())} placements, budgets {', '.join(budgets)}")
     print(
-        _table(
+        render_table(
             rows[: args.top] if args.top else rows, ["placement", *[f"{b} top-1 %" for b in budgets], "GMACs (target)"]
         )
     )
@@ -147,7 +147,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--study-name", metavar="NAME", help="the table study's name (default: the study file's)")
     p.add_argument("--ray-address", metavar="ADDR", help="'auto' or host:port to join a Ray cluster (default: local)")
     p.add_argument("--budget", action="append", metavar="NAME", help="only this budget (repeatable; default: all)")
-    p.add_argument("--max-runs", type=_positive, metavar="N", help="stop after N new runs")
+    p.add_argument("--max-runs", type=positive, metavar="N", help="stop after N new runs")
     p.add_argument(
         "--from",
         dest="from_table",
@@ -173,6 +173,6 @@ def add_parsers(sub: Any) -> None:
 
     p = tsub.add_parser("show", help="a table CSV: mean ± std per placement and budget, best first")
     p.add_argument("table", metavar="TABLE_CSV")
-    p.add_argument("--top", type=_positive, metavar="N", help="only the N best")
+    p.add_argument("--top", type=positive, metavar="N", help="only the N best")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_table_show)

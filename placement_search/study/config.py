@@ -732,14 +732,32 @@ def _check_sampler_options(cfg: StudyConfig, f: str) -> None:
         raise UserError(f"{f}: sampler_options.population_size: expected at least 2")
 
 
+#: URL scheme of Optuna's journal storage (an append-only log file), as ``journal:///study.log``
+JOURNAL_SCHEME = "journal:///"
+JOURNAL_SUFFIXES = (".log", ".journal")
+
+
+def journal_path(url: str) -> Path | None:
+    """The log file of a ``journal:///path`` URL (``journal:////abs/path`` for an absolute one,
+    as with SQLite), or None for another kind of storage."""
+    return Path(url[len(JOURNAL_SCHEME) :]).expanduser() if url.startswith(JOURNAL_SCHEME) else None
+
+
 def check_storage_url(url: str, where: str = "--storage") -> str:
-    """A SQLAlchemy URL Optuna can use; a plain file path ending in .db is taken as SQLite."""
+    """A storage Optuna can use: a SQLAlchemy URL, or ``journal:///file.log`` for Optuna's journal
+    storage. A plain path ending in .db is taken as SQLite, one ending in .log as a journal."""
+    if url.startswith(JOURNAL_SCHEME):
+        if not url[len(JOURNAL_SCHEME) :].strip():
+            raise UserError(f"{where}: {url!r} names no file; expected e.g. journal:///study.log")
+        return url
     if "://" not in url:
         if url.endswith((".db", ".sqlite", ".sqlite3")):
             return f"sqlite:///{url}"
+        if url.endswith(JOURNAL_SUFFIXES):
+            return f"{JOURNAL_SCHEME}{url}"
         raise UserError(
-            f"{where}: {url!r} is not a database URL; expected e.g. sqlite:///study.db or "
-            "postgresql+psycopg2://user@host/db (a path ending in .db is taken as SQLite)"
+            f"{where}: {url!r} is not a storage URL; expected e.g. sqlite:///study.db, journal:///study.log or "
+            "postgresql+psycopg2://user@host/db (a path ending in .db is taken as SQLite, .log as a journal)"
         )
     try:
         from sqlalchemy.engine import make_url
@@ -758,8 +776,12 @@ def check_storage_url(url: str, where: str = "--storage") -> str:
 
 
 def _sqlite_relative_to(url: str, base: Path) -> str:
-    """A SQLite URL with a relative file path, taken against ``base`` (the study file's folder)."""
+    """A SQLite or journal URL with a relative file path, taken against ``base`` (the study file's folder)."""
     from sqlalchemy.engine import make_url
+
+    journal = journal_path(url)
+    if journal is not None:
+        return url if journal.is_absolute() else f"{JOURNAL_SCHEME}{(base / journal).resolve()}"
 
     u = make_url(url)
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":

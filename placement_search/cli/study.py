@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..cli import _emit, _positive, _table, self_command
-from .config import DEFAULT_STORAGE, check_storage_url
+from ..study.config import DEFAULT_STORAGE, check_storage_url
+from ._format import emit, positive, render_table, self_command
 
 __all__ = ["add_parsers"]
 
@@ -34,7 +34,7 @@ def _seconds(text: str) -> float:
 
 
 def pareto_table(rows: list[dict[str, Any]]) -> str:
-    return _table(
+    return render_table(
         [
             [
                 r["trial"],
@@ -52,10 +52,11 @@ def pareto_table(rows: list[dict[str, Any]]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_study_config
-    from .driver import SearchDriver
+    from ..inspect.figures import push_dashboard_figures
+    from ..study.config import load_study_config
+    from ..study.driver import SearchDriver
+    from ..study.storage import load_study, open_storage, pareto_rows
     from .progress import Progress
-    from .storage import load_study, open_storage, pareto_rows
 
     cfg = load_study_config(args.study_toml)
     storage = check_storage_url(args.storage) if args.storage else cfg.storage
@@ -67,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         ray_address=args.ray_address,
         on_event=Progress(),
+        publish_figures=push_dashboard_figures,
     )
     print(
         f"study {driver.study_name!r}: space {driver.space.name} ({driver.space.size:,} placements), "
@@ -102,12 +104,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .storage import load_study, open_storage, study_status
+    from ..study.storage import load_study, open_storage, study_status
 
     study = load_study(open_storage(args.storage, create=False), args.study)
     st = study_status(study)
     if args.json:
-        _emit(st)
+        emit(st)
         return 0
     print(f"study {st['study']} (space {st['space'] or '-'})")
     print("objectives: " + ", ".join(f"{o['name']} ({o['direction']})" for o in st["objectives"]))
@@ -136,17 +138,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
-    from .storage import open_storage, study_summaries
+    from ..study.storage import open_storage, study_summaries
 
     rows = study_summaries(open_storage(args.storage, create=False))
     if args.json:
-        _emit(rows)
+        emit(rows)
         return 0
     if not rows:
         print("(no studies)")
         return 0
     print(
-        _table(
+        render_table(
             [[r["study"], r["space"] or "", r["trials"], "/".join(r["directions"]), r["started"] or ""] for r in rows],
             ["study", "space", "trials", "directions", "started"],
             "llrll",
@@ -156,20 +158,20 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from .storage import load_study, open_storage, pareto_rows
+    from ..study.storage import load_study, open_storage, pareto_rows
 
     study = load_study(open_storage(args.storage, create=False), args.study)
     rows = pareto_rows(study)
     if args.json:
-        _emit(rows)
+        emit(rows)
         return 0
     print(pareto_table(rows) if rows else "(no completed feasible trial yet)")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
-    from .storage import load_study, open_storage
+    from ..inspect.report import write_report
+    from ..study.storage import load_study, open_storage
 
     study = load_study(open_storage(args.storage, create=False), args.study)
     out = write_report(study, args.output)
@@ -187,7 +189,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
 
     from ..errors import UserError
-    from .storage import load_study, open_storage
+    from ..study.storage import load_study, open_storage
 
     storage = open_storage(args.storage, create=False)
     path = "/dashboard/"
@@ -238,7 +240,7 @@ def add_parsers(sub: Any) -> None:
         help="SQLAlchemy URL (default: the study file's, else sqlite:///placement-search.db)",
     )
     p.add_argument("--study-name", metavar="NAME", help="study name (default: the study file's)")
-    p.add_argument("--trials", type=_positive, metavar="N", help="stop once the study holds N counted trials")
+    p.add_argument("--trials", type=positive, metavar="N", help="stop once the study holds N counted trials")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop proposing after this long")
     p.add_argument("--ray-address", metavar="ADDR", help="'auto' or host:port to join a Ray cluster (default: local)")
     p.set_defaults(func=cmd_run)

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_STORAGE
+from ..study.config import DEFAULT_STORAGE
 
 __all__ = ["add_parsers", "cmd_export"]
 
 
-def _emit(obj: Any) -> None:
-    from ..cli import _emit as emit
+def emit(obj: Any) -> None:
+    from ._format import emit
 
     emit(obj)
 
@@ -35,7 +35,7 @@ def _trial_number(text: str) -> int:
 
 def _formats(text: str) -> tuple[str, ...]:
     from ..errors import UserError
-    from ..export import parse_formats
+    from ..inspect.export import parse_formats
 
     try:
         return parse_formats(text)
@@ -62,7 +62,7 @@ def _line(r: Any) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_study
+    from ..inspect.export import export_study
 
     start = time.perf_counter()
 
@@ -90,7 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             any_status=args.any_status,
         )
     if args.json:
-        _emit([r.to_dict() for r in results])
+        emit([r.to_dict() for r in results])
         return 0
     n = len(results)
     print(

@@ -16,14 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .config import check_storage_url
+from .config import check_storage_url, journal_path
+from .records import COUNTED, FINAL, trial_attrs, trial_status
 
-__all__ = ["open_storage", "pareto_rows", "study_status", "study_summaries"]
-
-#: statuses of finished trials that used up part of the trial budget
-COUNTED = ("ok", "early_stopped", "diverged", "out_of_memory", "failed", "worker_died")
-#: outcomes that are final for a placement (the same placement is not trained again)
-FINAL = ("ok", "early_stopped", "diverged", "out_of_memory", "infeasible")
+__all__ = ["COUNTED", "FINAL", "open_storage", "pareto_rows", "study_status", "study_summaries", "trial_status"]
 
 
 def quiet_optuna() -> None:
@@ -37,10 +33,17 @@ def quiet_optuna() -> None:
 def _sqlite_path(url: str) -> Path | None:
     from sqlalchemy.engine import make_url
 
+    if journal_path(url) is not None:
+        return None
     u = make_url(url)
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None
     return Path(u.database)
+
+
+def storage_file(url: str) -> Path | None:
+    """The file that holds a study stored in SQLite or in a journal, or None (a server)."""
+    return journal_path(url) or _sqlite_path(url)
 
 
 def _new_sqlite(path: Path) -> None:
@@ -91,9 +94,10 @@ def open_storage(url: str, *, create: bool) -> Any:
     """An Optuna storage for ``url``.
 
     Args:
-        url: SQLAlchemy URL (``sqlite:///file.db``, ``postgresql+psycopg2://user@host/db``).
-        create: create a missing SQLite file (and its folder); else a missing file is an error,
-            so that a typo in a read-only command does not create an empty database.
+        url: SQLAlchemy URL (``sqlite:///file.db``, ``postgresql+psycopg2://user@host/db``), or
+            ``journal:///file.log`` for Optuna's journal storage (an append-only log file).
+        create: create a missing SQLite or journal file (and its folder); else a missing file is
+            an error, so that a typo in a read-only command does not create an empty database.
     """
     import optuna
     import sqlalchemy.exc
@@ -101,10 +105,12 @@ def open_storage(url: str, *, create: bool) -> Any:
     quiet_optuna()
     url = check_storage_url(url)
     engine_kwargs: dict[str, Any] = {}
-    path = _sqlite_path(url)
+    journal = journal_path(url)
+    path = journal or _sqlite_path(url)
     if path is not None:
+        kind = "journal" if journal is not None else "SQLite"
         if not create and not path.is_file():
-            raise UserError(f"--storage: no such SQLite file {path} (from {url})")
+            raise UserError(f"--storage: no such {kind} file {path} (from {url})")
         if create:
             if not path.parent.exists():
                 try:
@@ -113,9 +119,11 @@ def open_storage(url: str, *, create: bool) -> Any:
                     raise UserError(f"--storage: cannot create the folder of {path}: {e}") from None
                 print(f"placement-search: note: created the folder {path.parent} for {path.name}", file=sys.stderr)
             _check_writable(path)
-            if not path.exists():
+            if not path.exists() and journal is None:
                 _new_sqlite(path)
         engine_kwargs["connect_args"] = {"timeout": 60}
+    if journal is not None:
+        return _open_journal(journal)
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
@@ -138,6 +146,19 @@ def open_storage(url: str, *, create: bool) -> Any:
     return optuna.storages.get_storage(rdb)
 
 
+def _open_journal(path: Path) -> Any:
+    """Optuna's journal storage on a log file: every change one appended record, written and
+    flushed before the call returns; several processes may append (a file lock orders them)."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--storage: cannot open the journal file {path}: {e}") from None
+    except Exception as e:  # a damaged log: Optuna fails replaying it
+        raise UserError(f"--storage: the journal file {path} cannot be read ({type(e).__name__}: {e})") from None
+
+
 def load_study(storage: Any, name: str) -> Any:
     import optuna
 
@@ -149,19 +170,6 @@ def load_study(storage: Any, name: str) -> Any:
             f"--study: no study {name!r} in this storage"
             + (f"; studies: {', '.join(names)}" if names else " (it is empty)")
         ) from None
-
-
-def trial_status(t: Any) -> str:
-    from optuna.trial import TrialState
-
-    s = t.user_attrs.get("status")
-    if t.state == TrialState.RUNNING:
-        return "running"
-    if t.state == TrialState.WAITING:
-        return "waiting"
-    if s and s != "running":
-        return str(s)
-    return {TrialState.COMPLETE: "ok", TrialState.PRUNED: "early_stopped", TrialState.FAIL: "failed"}[t.state]
 
 
 def _iso(d: _dt.datetime | None) -> str | None:
@@ -269,7 +277,7 @@ def pareto_rows(study: Any) -> list[dict[str, Any]]:
     names = study.metric_names or []
     rows = []
     for t in study.best_trials:
-        ua = t.user_attrs
+        ua = trial_attrs(t)
         if ua.get("status") == "reused":  # the same architecture as an earlier trial, which is listed
             continue
         row = {
@@ -281,7 +289,7 @@ def pareto_rows(study: Any) -> list[dict[str, Any]]:
             "params": ua.get("params"),
             "named": ua.get("named"),
             "latency_ms": ua.get("latency_ms"),
-            "status": trial_status(t),
+            "status": trial_status(t, ua),
             "placement_json": ua.get("placement"),
         }
         rows.append(row)

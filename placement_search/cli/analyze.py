@@ -12,7 +12,7 @@ __all__ = ["add_parsers", "cmd_analyze_temporal"]
 
 def cmd_analyze_temporal(args: argparse.Namespace) -> int:
     """Print the table (or ``--json``), or write ``-o FILE`` (.html figure, .csv / .json data)."""
-    from .temporal import analyze_temporal, check_output_path, render_table, write_output
+    from ..inspect.temporal import analyze_temporal, check_output_path, render_table, write_output
 
     output = check_output_path(args.output) if args.output is not None else None  # fail before the work
     analysis = analyze_temporal(args.weights)

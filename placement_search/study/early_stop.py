@@ -20,12 +20,7 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Reference", "compact", "dominates", "dominators", "should_stop"]
-
-
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Pareto dominance, every objective minimised: ``a`` is no worse anywhere and better somewhere."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+__all__ = ["Reference", "compact", "dominators", "should_stop"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,765 @@
+"""Exported architectures: ``arch.json``, a model card, and on request TorchScript, ONNX and weights.
+
+``placement-search export`` (:func:`export_study`) writes one folder per trial of a study,
+named only from the trial number::
+
+    trial-0007/
+      arch.json              everything needed to rebuild the network (below)
+      MODEL_CARD.md          what it is: placement, cost, proxy accuracy, how to load it
+      costs.csv, curve.csv   per-position cost at the target input; the proxy's learning curve
+      weights.safetensors    --weights: the proxy-trained state dict (safetensors, never a pickle)
+      model.torchscript.pt   --format torchscript: traced, checked against eager PyTorch
+      model.onnx             --format onnx: dynamic batch, checked with onnxruntime
+
+``arch.json`` (schema version 1) is self-contained: it carries the text of the space file,
+so the network rebuilds without the study, its storage or the space file::
+
+    {"schema_version": 1, "format": "placement-search architecture",
+     "space": {"name": "tiny", "toml": "<the space file>"},
+     "backbone": {"name": "tiny", "args": {...}},
+     "placement": {<placement JSON>}, "placement_string": "2d 3d sep 2d 2d", "named": null,
+     "num_classes": 400,                                   # the study's target classes
+     "input": {"channels": 3, "frames": 16, "size": 112, "layout": "NCTHW"},   # the target input
+     "cost": {"params", "macs", "flops", "convention"},    # at the target input
+     "proxy": {"status", "accuracy", "top5", "num_classes", "input", "budget", "steps_done", "data", ...},
+     "provenance": {"study", "trial", "reused_from", "storage", "package_version", "exported_at", ...},
+     "files": {"model.onnx": {"format": "onnx", "input": [...], "num_classes", "weights", ...}, ...}}
+
+:func:`load_architecture` rebuilds the ``nn.Module`` from it (:func:`read_architecture`
+validates it); weights load only from ``weights.safetensors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import struct
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..architecture import (
+    ARCH_FILE,
+    ARCH_FORMAT,
+    ARCH_SCHEMA_VERSION,
+    CARD_FILE,
+    CONVENTION,
+    WEIGHTS_FILE,
+    check_weights_placement,
+    classifier_keys,
+    model_card,
+    read_safetensors,
+)
+from ..cost import Cost, meta_build
+from ..errors import UserError
+from ..placement import Placement
+from ..space import SearchSpace, load_space, space_from_dict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["FORMATS", "ExportedArchitecture", "export_study", "parse_formats"]
+
+
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+ONNX_FILE = "model.onnx"
+#: export formats; ``json`` (arch.json and the model card) is always written
+FORMATS = ("json", "torchscript", "onnx")
+#: largest accepted max |exported - eager PyTorch| output difference, relative to max(1, max |PyTorch output|)
+TOLERANCE = 1e-4
+#: clips in the random batch that checks TorchScript and ONNX (2: also checks the batch dimension)
+CHECK_BATCH = 2
+#: trial artifacts copied into the folder as they are
+_COPIED = {
+    "costs.csv": "params, MACs and FLOPs per position at the target input (the driver's cost table)",
+    "curve.csv": "the proxy run's training loss and held-out accuracy by step",
+}
+_INSTALL_EXPORT = "pip install 'placement-search[export]'"
+_ARTIFACT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+# -- exporting -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportedArchitecture:
+    """One folder written by :func:`export_study`; ``seconds`` is the time per step."""
+
+    trial: int
+    folder: Path
+    files: tuple[str, ...]
+    placement: str
+    named: str | None
+    accuracy: float | None
+    params: int
+    macs: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["folder"] = str(self.folder)
+        d["files"] = list(self.files)
+        return d
+
+
+@dataclass
+class _Study:
+    """What every exported trial of a study shares."""
+
+    study: Any
+    storage: Any
+    name: str
+    url: str  # without any password
+    space: SearchSpace
+    space_toml: str
+    space_note: str
+    frames: int
+    size: int
+    num_classes: int
+    config: dict[str, Any]
+    proxy_input: dict[str, int] | None
+    artifact_store: Any
+    artifact_dir: str | None
+
+
+@dataclass
+class _Plan:
+    trial: Any  # the FrozenTrial asked for
+    source: Any  # the FrozenTrial that was trained (itself unless it reused another)
+    placement: Placement
+    cost: Cost
+    artifacts: dict[str, str]  # filename -> artifact id, of the source trial
+    folder: Path
+    proxy_classes: int | None
+
+
+def _parse_input(text: Any) -> tuple[int, int] | None:
+    """``(frames, size)`` from ``"16x112x112"``."""
+    m = re.fullmatch(r"(\d+)x(\d+)x(\d+)", str(text))
+    if not m or m.group(2) != m.group(3):
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
+def _safe_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
+def _study_space(study: Any) -> tuple[SearchSpace, str, str]:
+    """The study's space (from the space file text it stored), its TOML text, and a note for errors."""
+    name = study.user_attrs.get("space")
+    text = study.user_attrs.get("space_toml")
+    if isinstance(text, str):
+        try:
+            space = space_from_dict(tomllib.loads(text), None)
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"study {study.study_name!r}: its stored space file is not valid TOML: {e}") from None
+        except UserError as e:
+            raise UserError(f"study {study.study_name!r}: its stored space file: {e}") from None
+        return space, text, "the space file stored with the study"
+    if not isinstance(name, str):
+        raise UserError(f"study {study.study_name!r} records no search space (was it created by placement-search run?)")
+    space = load_space(name)
+    if space.path is None:  # pragma: no cover - load_space always sets it
+        raise UserError(f"study {study.study_name!r}: cannot find the text of space {name!r}")
+    return space, space.path.read_text(encoding="utf-8"), f"the shipped space {name!r} (the study stored no space file)"
+
+
+def _open(storage_url: str, study_name: str) -> _Study:
+    from ..study.storage import load_study, open_storage
+
+    storage = open_storage(storage_url, create=False)
+    study = load_study(storage, study_name)
+    space, toml_text, note = _study_space(study)
+    ua = study.user_attrs
+    cfg = ua.get("config") if isinstance(ua.get("config"), dict) else {}
+    target = cfg.get("target") or {}
+    fs = _parse_input(ua.get("target_input"))
+    if fs is None:
+        shape = space.input_shape(target.get("frames"), target.get("size"))
+        fs = (shape[2], shape[3])
+    proxy = _parse_input(ua.get("proxy_input"))
+    store = None
+    artifact_dir = ua.get("artifact_dir")
+    if isinstance(artifact_dir, str) and Path(artifact_dir).is_dir():
+        from optuna.artifacts import FileSystemArtifactStore
+
+        store = FileSystemArtifactStore(artifact_dir)
+    return _Study(
+        study=study,
+        storage=storage,
+        name=study.study_name,
+        url=_safe_url(storage_url),
+        space=space,
+        space_toml=toml_text,
+        space_note=note,
+        frames=fs[0],
+        size=fs[1],
+        num_classes=int(target.get("num_classes") or 400),
+        config=cfg,
+        proxy_input={"frames": proxy[0], "size": proxy[1]} if proxy else None,
+        artifact_store=store,
+        artifact_dir=artifact_dir if isinstance(artifact_dir, str) else None,
+    )
+
+
+def _artifacts_of(info: _Study, trial: Any) -> dict[str, str]:
+    import optuna
+
+    out: dict[str, str] = {}
+    for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=info.storage):
+        if _ARTIFACT_ID.match(meta.artifact_id):
+            out[meta.filename] = meta.artifact_id
+    return out
+
+
+def _read_artifact(info: _Study, artifact_id: str, limit: int | None = None) -> bytes | None:
+    """An artifact's bytes (``None`` where the store or the file is missing); ``limit`` reads only that many."""
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    if info.artifact_store is None:
+        return None
+    try:
+        with info.artifact_store.open_reader(artifact_id) as fh:
+            return bytes(fh.read() if limit is None else fh.read(limit))
+    except (ArtifactNotFound, ValueError, OSError):
+        return None
+
+
+def _weights_header(info: _Study, artifact_id: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]] | None:
+    """Tensor shapes and metadata from a stored safetensors file's header (the tensors are not read)."""
+    head = _read_artifact(info, artifact_id, 8)
+    if head is None:
+        return None
+    try:
+        (n,) = struct.unpack("<Q", head)
+        if n > 100_000_000:
+            raise ValueError(f"header of {n} bytes")
+        data = _read_artifact(info, artifact_id, 8 + n)
+        if data is None:
+            return None
+        header = json.loads(data[8:].decode("utf-8"))
+        meta = header.pop("__metadata__", None) or {}
+        return {k: tuple(v["shape"]) for k, v in header.items()}, dict(meta)
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(
+            f"{WEIGHTS_FILE} (artifact {artifact_id} in {info.artifact_dir}): not a safetensors file: {e}"
+        ) from None
+
+
+def _proxy_classes(
+    info: _Study, plan_space: SearchSpace, placement: Placement, shapes: Mapping[str, Any]
+) -> int | None:
+    if shapes:
+        for key in sorted(classifier_keys(plan_space, placement)):
+            if key in shapes and len(shapes[key]) >= 1:
+                return int(shapes[key][0])
+    recorded = info.study.user_attrs.get("proxy_num_classes")  # written by the driver
+    if isinstance(recorded, int) and recorded > 0:
+        return recorded
+    if (info.config.get("data") or {}).get("source") == "synthetic":
+        from ..data.synthetic import CLASSES
+
+        return len(CLASSES)
+    return None
+
+
+def _select(info: _Study, trials: Sequence[int] | None, pareto: bool) -> list[Any]:
+    from ..study.storage import pareto_rows
+
+    if pareto == (trials is not None and len(trials) > 0):
+        raise UserError("export: give either --pareto or one or more --trial N")
+    everything = info.study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in everything}
+    if pareto:
+        rows = pareto_rows(info.study)
+        if not rows:
+            raise UserError(f"--pareto: study {info.name!r} has no completed feasible trial yet")
+        return [by_number[r["trial"]] for r in rows]
+    out = []
+    for n in dict.fromkeys(trials or ()):
+        if n not in by_number:
+            have = f"its trials are numbered 0 to {max(by_number)}" if by_number else "it has no trials"
+            raise UserError(f"--trial {n}: study {info.name!r} has no trial {n} ({have})")
+        out.append(by_number[n])
+    return out
+
+
+def _plan(info: _Study, trial: Any, out: Path, weights: bool, overwrite: bool, any_status: bool = False) -> _Plan:
+    from optuna.trial import TrialState
+
+    from ..study.records import trial_attrs, trial_status
+
+    n = trial.number
+    where = f"--trial {n}"
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        raise UserError(f"{where}: trial {n} is {trial.state.name.lower()}; export it once it has finished")
+    ua = trial_attrs(trial)
+    if not isinstance(ua.get("placement"), dict):
+        raise UserError(f"{where}: trial {n} recorded no placement (status {trial_status(trial)})")
+    status = trial_status(trial)
+    if status not in ("ok", "early_stopped", "reused") and not any_status:
+        reason = f": {ua['reason']}" if ua.get("reason") else ""
+        raise UserError(
+            f"{where}: trial {n} has no result (status {status}{reason}); its placement was not measured. "
+            "Export a trial that trained it (see `placement-search pareto`), or pass --any-status to export "
+            "the architecture anyway"
+        )
+    source = trial
+    if ua.get("status") == "reused":
+        src = ua.get("reused_from")
+        found = [t for t in info.study.get_trials(deepcopy=False) if t.number == src]
+        if not found:
+            raise UserError(f"{where}: trial {n} reuses trial {src!r}, which is not in study {info.name!r}")
+        source = found[0]
+    placement = info.space.validate(
+        Placement.from_dict(ua["placement"], f"trial {n}: placement"), f"trial {n}: placement"
+    )
+    cost = info.space.cost(placement, frames=info.frames, size=info.size, num_classes=info.num_classes)
+    recorded = (ua.get("macs"), ua.get("params"))
+    if recorded != (None, None) and recorded != (cost.macs, cost.params):
+        raise UserError(
+            f"{where}: trial {n} recorded {ua.get('macs')!r} MACs and {ua.get('params')!r} params at "
+            f"{info.frames}x{info.size}x{info.size}, but {info.space_note} gives {cost.macs:,} MACs and "
+            f"{cost.params:,} params: the space or the backbone code changed since the study ran; export with "
+            f"the placement-search version that ran it ({info.study.user_attrs.get('placement_search_version', '?')})"
+        )
+    artifacts = _artifacts_of(info, source)
+    header = _weights_header(info, artifacts[WEIGHTS_FILE]) if WEIGHTS_FILE in artifacts else None
+    shapes = header[0] if header else {}
+    if weights and header is None:
+        of = f"trial {n} (a reuse of trial {source.number})" if source is not trial else f"trial {n}"
+        if WEIGHTS_FILE in artifacts:
+            why = f"the {WEIGHTS_FILE} of {of} is missing from the artifact folder {info.artifact_dir}"
+        else:
+            why = (
+                f"{of} kept no proxy weights (status {trial_status(source)}; the study's [artifacts] keep_weights "
+                f"is {(info.config.get('artifacts') or {}).get('keep_weights', 'pareto')!r}: 'pareto' keeps the "
+                "weights of trials on the Pareto front when they finish)"
+            )
+        raise UserError(
+            f'--weights: {why}; set keep_weights = "all" in the study file\'s [artifacts] table to keep every '
+            "trial's weights, or export without --weights"
+        )
+    folder = out / f"trial-{n:04d}"
+    target = folder.resolve()
+    if not target.is_relative_to(out) or target.parent != out:
+        raise UserError(
+            f"-o {out}: {folder} resolves to {target}, outside the output folder; remove it or use another -o"
+        )
+    if folder.is_symlink():
+        raise UserError(f"-o {out}: {folder} is a symbolic link; remove it or use another -o")
+    if folder.exists() and not overwrite and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"{folder} exists and is not empty; pass --overwrite to replace it")
+    return _Plan(trial, source, placement, cost, artifacts, folder, _proxy_classes(info, info.space, placement, shapes))
+
+
+def _require_onnx() -> None:
+    missing = []
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise UserError(f"--format onnx needs {', '.join(missing)}: {_INSTALL_EXPORT}")
+
+
+def _digest(data: bytes) -> dict[str, Any]:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _max_diff(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """``(max |out - ref|, allowed)``."""
+    diff = float((out.float() - ref.float()).abs().max()) if out.shape == ref.shape else float("inf")
+    return diff, TOLERANCE * max(1.0, float(ref.abs().max()))
+
+
+@contextlib.contextmanager
+def _quiet_exporters() -> Iterator[None]:
+    """Silence torch.jit's deprecation warnings and torch.onnx's log lines while exporting."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _torchscript(model: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, where: str) -> dict[str, Any]:
+    try:
+        with _quiet_exporters(), torch.no_grad():
+            traced = torch.jit.trace(model, x[:1], check_trace=False)
+            traced.save(str(path))
+            out = torch.jit.load(str(path))(x)
+    except Exception as e:
+        raise UserError(f"{where}: TorchScript export failed ({_first_line(e)}); export without torchscript") from None
+    diff, allowed = _max_diff(out, ref)
+    if not diff <= allowed:
+        raise UserError(
+            f"{where}: the TorchScript model's output differs from PyTorch's by {diff:.3g} (allowed {allowed:.3g}) "
+            "on a random clip; not exported"
+        )
+    return {"max_abs_diff": diff, "batch": f"any (traced at 1, checked at {x.shape[0]})"}
+
+
+def _onnx(model: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, where: str) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    kwargs: dict[str, Any] = {
+        "dynamo": True,
+        "input_names": ["clip"],
+        "output_names": ["logits"],
+        "external_data": params > 1_500_000_000,  # a single file below ONNX's 2 GB protobuf limit
+        "verbose": False,
+    }
+    dynamic = True
+    try:
+        with _quiet_exporters():
+            try:
+                batch = torch.export.Dim("batch", min=1, max=4096)
+                torch.onnx.export(model, (x,), str(path), dynamic_shapes=({0: batch},), **kwargs)
+            except Exception:
+                dynamic = False
+                x, ref = x[:1], ref[:1]
+                torch.onnx.export(model, (x,), str(path), **kwargs)
+            onnx.checker.check_model(str(path))
+            opset = next(
+                (
+                    o.version
+                    for o in onnx.load(str(path), load_external_data=False).opset_import
+                    if o.domain in ("", "ai.onnx")
+                ),
+                None,
+            )
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            out = torch.from_numpy(session.run(["logits"], {"clip": x.numpy()})[0])
+    except Exception as e:
+        raise UserError(f"{where}: ONNX export failed ({_first_line(e)}); export without onnx") from None
+    diff, allowed = _max_diff(out, ref)
+    if not diff <= allowed:
+        raise UserError(
+            f"{where}: the ONNX model's output (onnxruntime {onnxruntime.__version__}) differs from PyTorch's by "
+            f"{diff:.3g} (allowed {allowed:.3g}) on a random clip; not exported"
+        )
+    return {
+        "max_abs_diff": diff,
+        "opset": opset,
+        "dynamic_batch": dynamic,
+        "input_name": "clip",
+        "output_name": "logits",
+        "onnxruntime_version": onnxruntime.__version__,
+    }
+
+
+def _arch_record(info: _Study, plan: _Plan) -> dict[str, Any]:
+    from ..study.records import trial_attrs, trial_status
+
+    t, src = plan.trial, plan.source
+    ua, sua = trial_attrs(t), trial_attrs(src)
+    backbone = info.space.backbone_for(plan.placement)
+    names = info.study.metric_names or [f"objective_{i}" for i in range(len(info.study.directions))]
+    values = t.values or [None] * len(names)
+    return {
+        "schema_version": ARCH_SCHEMA_VERSION,
+        "format": ARCH_FORMAT,
+        "space": {"name": info.space.name, "toml": info.space_toml},
+        "backbone": {"name": backbone.name, "args": backbone.args_dict()},
+        "placement": plan.placement.to_dict(),
+        "placement_string": info.space.placement_string(plan.placement),
+        "named": ua.get("named"),
+        "num_classes": info.num_classes,
+        "input": {"channels": info.space.input_shape()[1], "frames": info.frames, "size": info.size, "layout": "NCTHW"},
+        "cost": {
+            "params": plan.cost.params,
+            "macs": plan.cost.macs,
+            "flops": plan.cost.flops,
+            "convention": CONVENTION,
+        },
+        "proxy": {
+            "status": trial_status(src),
+            "accuracy": sua.get("accuracy"),
+            "top5": sua.get("top5"),
+            "num_classes": plan.proxy_classes,
+            "input": info.proxy_input,
+            "budget": sua.get("proxy_budget"),
+            "steps_done": sua.get("steps_done"),
+            "data": info.config.get("data"),
+            "device": sua.get("device"),
+            "precision": sua.get("precision"),
+            "proxy_macs": sua.get("proxy_macs"),
+        },
+        "provenance": {
+            "study": info.name,
+            "trial": t.number,
+            "reused_from": src.number if src is not t else None,
+            "storage": info.url,
+            "objectives": [
+                {"name": nm, "direction": d.name.lower(), "value": v}
+                for nm, d, v in zip(names, info.study.directions, values)
+            ],
+            "trial_completed": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
+            "study_package_version": info.study.user_attrs.get("placement_search_version"),
+            "package_version": __version__,
+            "torch_version": torch.__version__,
+            "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "files": {},
+    }
+
+
+def _build_for_export(space: SearchSpace, placement: Placement, num_classes: int, state: Any) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = space.build(placement, num_classes=num_classes)
+    if state is not None:
+        model.load_state_dict(state)
+    return model.eval()
+
+
+def _write(
+    info: _Study,
+    plan: _Plan,
+    out: Path,
+    formats: Sequence[str],
+    weights: bool,
+    clip: tuple[int, int] | None,
+    overwrite: bool,
+) -> ExportedArchitecture:
+    n = plan.trial.number
+    where = f"trial {n}"
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # written next to its final place, then moved there whole: no half-written folder on failure
+    tmp = out / f".{plan.folder.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+    tmp.mkdir()
+    try:
+        arch = _arch_record(info, plan)
+        files: dict[str, dict[str, Any]] = arch["files"]
+        for name, description in _COPIED.items():
+            if name in plan.artifacts:
+                data = _read_artifact(info, plan.artifacts[name])
+                if data is not None:
+                    (tmp / name).write_bytes(data)
+                    files[name] = {"description": description, **_digest(data)}
+        state = None
+        if weights:
+            t = time.perf_counter()
+            data = _read_artifact(info, plan.artifacts[WEIGHTS_FILE])
+            if data is None:  # pragma: no cover - checked by _plan
+                raise UserError(f"{where}: {WEIGHTS_FILE} disappeared from {info.artifact_dir}")
+            (tmp / WEIGHTS_FILE).write_bytes(data)
+            state, metadata = read_safetensors(tmp / WEIGHTS_FILE)
+            check_weights_placement(metadata, plan.placement, f"{where}: {WEIGHTS_FILE}")
+            if plan.proxy_classes is None:  # pragma: no cover - known from the weights' shapes
+                raise UserError(f"{where}: cannot tell the number of classes of {WEIGHTS_FILE}")
+            expected = meta_build(
+                info.space.backbone_for(plan.placement).build, plan.placement.as_dict(), num_classes=plan.proxy_classes
+            ).state_dict()
+            bad = sorted(set(expected) ^ set(state)) or [k for k in expected if expected[k].shape != state[k].shape]
+            if bad:
+                raise UserError(
+                    f"{where}: {WEIGHTS_FILE} does not fit the trial's placement (first mismatch: {bad[0]})"
+                )
+            files[WEIGHTS_FILE] = {
+                "description": f"the proxy-trained state dict ({plan.proxy_classes} classes: the proxy data's)",
+                "format": "safetensors",
+                "num_classes": plan.proxy_classes,
+                **_digest(data),
+            }
+            seconds["weights"] = time.perf_counter() - t
+        models = [f for f in formats if f in ("torchscript", "onnx")]
+        if models:
+            classes = plan.proxy_classes if state is not None and plan.proxy_classes else info.num_classes
+            model = _build_for_export(info.space, plan.placement, classes, state)
+            frames, size = clip or (info.frames, info.size)
+            shape = (CHECK_BATCH, info.space.input_shape()[1], frames, size, size)
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+            t = time.perf_counter()
+            with torch.no_grad():
+                try:
+                    ref = model(x)
+                except RuntimeError as e:
+                    raise UserError(f"--clip {frames}x{size}: too small for this network ({_first_line(e)})") from None
+            seconds["eager"] = time.perf_counter() - t
+            common = {
+                "input": [1, shape[1], frames, size, size],
+                "num_classes": classes,
+                "weights": WEIGHTS_FILE if state is not None else "random (seed 0)",
+                "tolerance": TOLERANCE,
+            }
+            for fmt, name, fn in (("torchscript", TORCHSCRIPT_FILE, _torchscript), ("onnx", ONNX_FILE, _onnx)):
+                if fmt not in models:
+                    continue
+                t = time.perf_counter()
+                checked = fn(model, x, ref, tmp / name, where)
+                what = "TorchScript (torch.jit.trace)" if fmt == "torchscript" else "ONNX (torch.onnx dynamo exporter)"
+                files[name] = {
+                    "description": f"{what} of the network with {common['weights']} weights, {classes} classes, "
+                    f"clips of {frames}x{size}x{size}; checked against eager PyTorch",
+                    "format": fmt,
+                    **common,
+                    **checked,
+                    **_digest((tmp / name).read_bytes()),
+                }
+                seconds[fmt] = time.perf_counter() - t
+        files[CARD_FILE] = {"description": "this architecture's model card"}
+        card = model_card(arch).encode("utf-8")
+        (tmp / CARD_FILE).write_bytes(card)
+        files[CARD_FILE].update(_digest(card))
+        (tmp / ARCH_FILE).write_text(json.dumps(arch, indent=2) + "\n", encoding="utf-8")
+        if plan.folder.exists() or plan.folder.is_symlink():
+            if not overwrite or plan.folder.is_symlink():  # pragma: no cover - checked by _plan
+                raise UserError(f"{plan.folder} exists; pass --overwrite to replace it")
+            if plan.folder.is_dir():
+                shutil.rmtree(plan.folder)
+            else:
+                plan.folder.unlink()
+        tmp.rename(plan.folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds["total"] = time.perf_counter() - t0
+    return ExportedArchitecture(
+        trial=n,
+        folder=plan.folder,
+        files=tuple(sorted([ARCH_FILE, *files])),
+        placement=arch["placement_string"],
+        named=arch["named"],
+        accuracy=arch["proxy"]["accuracy"],
+        params=plan.cost.params,
+        macs=plan.cost.macs,
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+    )
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """Formats from ``"json,onnx"`` or a sequence, in :data:`FORMATS` order, ``json`` always included."""
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    wanted = {f.strip().lower() for f in items if f.strip()}
+    unknown = sorted(wanted - set(FORMATS))
+    if unknown:
+        raise UserError(f"--format: unknown format {unknown[0]!r}; formats are {', '.join(FORMATS)} (comma-separated)")
+    return tuple(f for f in FORMATS if f in wanted or f == "json")
+
+
+def export_study(
+    storage: str,
+    study: str,
+    out_dir: str | Path,
+    *,
+    trials: Sequence[int] | None = None,
+    pareto: bool = False,
+    formats: str | Sequence[str] = ("json",),
+    weights: bool = False,
+    clip: tuple[int, int] | None = None,
+    overwrite: bool = False,
+    on_exported: Callable[[ExportedArchitecture], None] | None = None,
+    any_status: bool = False,
+) -> list[ExportedArchitecture]:
+    """Export trials of a study, one folder each (``trial-0007``) under ``out_dir``.
+
+    Every trial is checked (it exists and has finished, its compute agrees with the space the
+    study stored, its weights are there if asked for, its folder is free) before anything is written;
+    each folder is written to a temporary folder first and moved into place when complete.
+
+    Args:
+        storage: the study's storage URL.
+        study: the study name.
+        out_dir: the output folder (created if missing).
+        trials: trial numbers to export.
+        pareto: export the Pareto-optimal trials instead (each architecture once, as ``pareto``).
+        formats: ``json`` (always), ``torchscript``, ``onnx``; a list or ``"json,onnx"``.
+        weights: copy the trial's proxy-trained weights; TorchScript and ONNX then carry them
+            (with the proxy data's classes), else they are randomly initialised (seed 0) with
+            the study's target classes.
+        clip: ``(frames, size)`` at which TorchScript and ONNX are traced and checked (default:
+            the study's target input). ``arch.json``'s cost is always at the target input.
+        overwrite: replace existing, non-empty trial folders.
+        on_exported: called with each folder as soon as it is written.
+        any_status: also export trials without a result (failed, interrupted, infeasible...);
+            by default asking for one is an error.
+    """
+    fmts = parse_formats(formats)
+    if "onnx" in fmts:
+        _require_onnx()
+    if clip is not None and (len(clip) != 2 or min(clip) < 1):
+        raise UserError(f"--clip: expected positive FRAMES and SIZE, got {clip!r}")
+    info = _open(storage, study)
+    selected = _select(info, trials, pareto)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"-o {out}: cannot create the folder: {e}") from None
+    out = out.resolve()
+    if weights and info.artifact_store is None:
+        why = (
+            f"its artifact folder {info.artifact_dir} (study attribute artifact_dir) does not exist; was it moved?"
+            if info.artifact_dir
+            else "it kept no artifacts ([artifacts] enabled = false)"
+        )
+        raise UserError(f"--weights: study {info.name!r} has no stored weights: {why}")
+    try:  # a folder we cannot write to (read-only, /proc, a full disk) is found before any work
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UserError(f"-o {out}: cannot write files there: {e.strerror or e}") from None
+    plans = [_plan(info, t, out, weights, overwrite, any_status) for t in selected]
+    if any(f in fmts for f in ("torchscript", "onnx")):
+        from ..limits import check_memory, model_memory
+
+        frames, size = clip or (info.frames, info.size)
+        for plan in plans:
+            classes = plan.proxy_classes if weights and plan.proxy_classes else info.num_classes
+            cost = info.space.cost(plan.placement, frames=frames, size=size, num_classes=classes)
+            # tracing and the eager reference hold the activations of a CHECK_BATCH batch about twice
+            need = 2 * model_memory(cost, batch=CHECK_BATCH)
+            check_memory(need, f"tracing trial {plan.trial.number} at {frames}x{size}x{size}", "--clip")
+    results = []
+    for plan in plans:
+        try:
+            result = _write(info, plan, out, fmts, weights, clip, overwrite)
+        except OSError as e:
+            raise UserError(f"-o {out}: cannot write trial {plan.trial.number}'s folder: {e.strerror or e}") from None
+        results.append(result)
+        if on_exported is not None:
+            on_exported(result)
+    return results

@@ -1,0 +1,215 @@
+"""The study's vocabulary: what a stored trial says, and the only code that writes or reads it.
+
+A trial of a study is written twice, through Optuna's public storage API only:
+
+* **at dispatch** (:func:`write_started`): one ``create_new_trial`` with a RUNNING template
+  trial holding the params, the known costs (``placement``, ``placement_string``, ``macs``,
+  ``flops``, ``params``), where it came from (``named``, ``retry_of``), the proxy budget and the
+  constraints (exact costs are known before training);
+* **at its end** (:func:`write_finished`): one user attribute, ``result``, holding everything the
+  run produced (status, accuracy, curves, times, host, reason...), the files through
+  ``optuna.artifacts.upload_artifact``, then the final state and values. A driver killed between
+  the two leaves a RUNNING trial whose ``result`` is already stored: the next run completes it
+  from there instead of training it again.
+
+Studies written by earlier releases keep every result field as its own user attribute;
+:func:`trial_attrs` reads both layouts, so every reader (status, pareto, figures, report,
+export, the driver's resume) sees one flat dictionary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..placement import placement_key
+
+__all__ = [
+    "COUNTED",
+    "FINAL",
+    "RESULT",
+    "TrialRecord",
+    "placement_key",
+    "trial_attrs",
+    "trial_status",
+    "write_finished",
+    "write_started",
+]
+
+#: the user attribute that holds a finished trial's results (this release's layout)
+RESULT = "result"
+#: outcomes that count against the trial budget (the training work was spent)
+COUNTED = ("ok", "early_stopped", "diverged", "out_of_memory", "failed", "worker_died")
+#: outcomes that are final for a placement (the same placement is not trained again)
+FINAL = ("ok", "early_stopped", "diverged", "out_of_memory", "infeasible")
+
+
+def trial_attrs(trial: Any) -> dict[str, Any]:
+    """A trial's user attributes with its ``result`` (if any) spread over them: the one flat
+    view of a trial, whichever release wrote it."""
+    ua = trial.user_attrs
+    result = ua.get(RESULT)
+    if not isinstance(result, Mapping):
+        return dict(ua)
+    merged = {k: v for k, v in ua.items() if k != RESULT}
+    merged.update(result)
+    return merged
+
+
+def trial_status(trial: Any, attrs: Mapping[str, Any] | None = None) -> str:
+    """``running``/``waiting`` by state, else the status the driver recorded (``ok``,
+    ``early_stopped``, ``reused``, ``infeasible``, ``failed``...), else one from the state."""
+    from optuna.trial import TrialState
+
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    if trial.state == TrialState.WAITING:
+        return "waiting"
+    s = (attrs if attrs is not None else trial_attrs(trial)).get("status")
+    if s and s != "running":
+        return str(s)
+    return {TrialState.COMPLETE: "ok", TrialState.PRUNED: "early_stopped", TrialState.FAIL: "failed"}[trial.state]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One stored trial as the tool's readers use it (figures, report, pareto, export)."""
+
+    number: int
+    trial_id: int
+    state: str
+    status: str
+    placement: dict[str, Any] | None
+    placement_string: str | None
+    named: str | None
+    accuracy: float | None
+    macs: int | None
+    flops: int | None
+    params: int | None
+    latency_ms: float | None
+    values: tuple[float, ...] | None
+    attrs: dict[str, Any]
+
+    @property
+    def key(self) -> str | None:
+        """The canonical placement key (two trials with the same key trained the same network)."""
+        return placement_key(self.placement) if self.placement else None
+
+    @classmethod
+    def of(cls, trial: Any) -> TrialRecord:
+        a = trial_attrs(trial)
+        return cls(
+            number=int(trial.number),
+            trial_id=int(trial._trial_id),
+            state=trial.state.name,
+            status=trial_status(trial, a),
+            placement=a.get("placement"),
+            placement_string=a.get("placement_string"),
+            named=a.get("named"),
+            accuracy=a.get("accuracy"),
+            macs=a.get("macs"),
+            flops=a.get("flops"),
+            params=a.get("params"),
+            latency_ms=a.get("latency_ms"),
+            values=tuple(trial.values) if trial.values is not None else None,
+            attrs=a,
+        )
+
+
+def _checked_values(values: Sequence[float] | None) -> list[float] | None:
+    if values is None:
+        return None
+    out = [float(v) for v in values]
+    for i, v in enumerate(out):
+        if math.isnan(v):
+            raise ValueError(f"objective {i} is NaN")
+    return out
+
+
+def write_started(
+    storage: Any,
+    study_id: int,
+    *,
+    state: Any,
+    params: Mapping[str, Any],
+    distributions: Mapping[str, Any],
+    user_attrs: Mapping[str, Any],
+    system_attrs: Mapping[str, Any],
+    values: Sequence[float] | None = None,
+) -> tuple[int, int]:
+    """Create a whole trial in one storage call (Optuna's ``create_new_trial`` with a template:
+    one transaction on RDB storage, one record in a journal); returns ``(trial_id, number)``."""
+    import datetime as _dt
+
+    from optuna.trial import FrozenTrial
+
+    now = _dt.datetime.now()
+    template = FrozenTrial(
+        number=0,
+        state=state,
+        value=None,
+        values=_checked_values(values),
+        datetime_start=now,
+        datetime_complete=now if state.is_finished() else None,
+        params=dict(params),
+        distributions={k: distributions[k] for k in params},
+        user_attrs=dict(user_attrs),
+        system_attrs=dict(system_attrs),
+        intermediate_values={},
+        trial_id=0,
+    )
+    trial_id = storage.create_new_trial(study_id, template_trial=template)
+    return int(trial_id), int(storage.get_trial_number_from_id(trial_id))
+
+
+def write_finished(
+    storage: Any,
+    trial_id: int,
+    *,
+    state: Any,
+    result: Mapping[str, Any],
+    values: Sequence[float] | None = None,
+    system_attrs: Mapping[str, Any] | None = None,
+    files: Sequence[tuple[str, bytes, str]] = (),
+    artifact_store: Any = None,
+) -> None:
+    """A RUNNING trial's end: its ``result`` attribute, its files (``(filename, data, mimetype)``,
+    through ``optuna.artifacts.upload_artifact``), extra system attributes (constraints set since
+    dispatch), then the final state and values: last, so that a crash before it leaves the trial
+    RUNNING with its result stored (see :func:`stored_result`)."""
+    checked = _checked_values(values)
+    storage.set_trial_user_attr(trial_id, RESULT, {**result, **({"values": checked} if checked else {})})
+    if files:
+        _upload(storage, trial_id, files, artifact_store)
+    for k, v in (system_attrs or {}).items():
+        storage.set_trial_system_attr(trial_id, k, v)
+    storage.set_trial_state_values(trial_id, state, checked)
+
+
+def _upload(storage: Any, trial_id: int, files: Sequence[tuple[str, bytes, str]], artifact_store: Any) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from optuna.artifacts import upload_artifact
+
+    trial = storage.get_trial(trial_id)
+    with tempfile.TemporaryDirectory(prefix="placement-search-") as tmp:
+        for filename, data, mimetype in files:
+            path = Path(tmp) / filename
+            path.write_bytes(data)
+            upload_artifact(
+                artifact_store=artifact_store,
+                file_path=str(path),
+                study_or_trial=trial,
+                storage=storage,
+                mimetype=mimetype,
+            )
+
+
+def stored_result(trial: Any) -> dict[str, Any] | None:
+    """The ``result`` a RUNNING trial already holds (its driver died between writing it and
+    the final state), or None."""
+    r = trial.user_attrs.get(RESULT)
+    return dict(r) if isinstance(r, Mapping) and r.get("status") not in (None, "running") else None
