@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from ..errors import UserError
 from ..train import ProxyBudget
+from .samplers import SAMPLERS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +56,6 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "params": ("minimize", "parameters"),
     "latency_ms": ("minimize", "median forward time at the target input, batch 1, on the trial's device"),
 }
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "families")
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
@@ -704,19 +704,8 @@ def _positive_float(value: Any, where: str) -> float:
     return v
 
 
-_SAMPLER_OPTIONS = {
-    "tpe": {"n_startup_trials": int, "n_ei_candidates": int, "multivariate": bool, "constant_liar": bool},
-    "nsga2": {"population_size": int, "crossover_prob": float, "swapping_prob": float, "mutation_prob": float},
-    "nsga3": {"population_size": int, "crossover_prob": float, "swapping_prob": float, "mutation_prob": float},
-    "gp": {"n_startup_trials": int, "deterministic_objective": bool},
-    "random": {},
-    "grid": {},
-    "families": {},
-}
-
-
 def _check_sampler_options(cfg: StudyConfig, f: str) -> None:
-    allowed = _SAMPLER_OPTIONS[cfg.sampler]
+    allowed = SAMPLERS[cfg.sampler].options
     for key, value in cfg.sampler_options.items():
         where = f"{f}: sampler_options.{key}"
         if key not in allowed:

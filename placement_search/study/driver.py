@@ -41,21 +41,21 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import UserError
-from ..pareto import dominates
 from ..placement import Placement, placement_key
 from ..space import SearchSpace, load_space
+from .book import Book
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
-from .early_stop import Reference, compact
+from .early_stop import compact
 from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
-from .records import COUNTED, FINAL, stored_result, trial_attrs, trial_status, write_finished, write_started
-from .storage import HEARTBEAT_STALE_S, driver_state, open_storage, quiet_optuna
+from .lease import Lease
+from .records import stored_result, write_finished, write_started
+from .samplers import make_sampler
+from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
 
 #: proposals in a row that need no training before the driver decides the sampler is stuck
 MAX_IDLE_PROPOSALS = 200
-#: the driver records a heartbeat this often; a driver silent for HEARTBEAT_STALE_S is taken as dead
-HEARTBEAT_EVERY_S = 10.0
 #: dispatched placements over the latency budget in a row before the budget is taken as infeasible
 MAX_LATENCY_INFEASIBLE = 20
 
@@ -105,50 +105,6 @@ class _InFlight:
 
 class _Interrupt(Exception):
     pass
-
-
-def _sampler(cfg: StudyConfig, seed: int, space: SearchSpace | None = None) -> Any:
-    import optuna
-
-    opts = dict(cfg.sampler_options)
-    s = cfg.sampler
-    if s == "grid":  # every placement once, in an order shuffled by the seed
-        if space is None:
-            raise ValueError("the grid sampler needs the search space")
-        return _GridSampler({g.name: list(g.tokens) for g in space.groups}, seed=seed)
-    if s == "tpe":
-        opts.setdefault("multivariate", True)
-        opts.setdefault("constant_liar", True)
-        return optuna.samplers.TPESampler(seed=seed, **opts)
-    if s in ("nsga2", "nsga3"):
-        mutation = opts.pop("mutation_prob", None)
-        cls = optuna.samplers.NSGAIISampler if s == "nsga2" else optuna.samplers.NSGAIIISampler
-        return cls(seed=seed, mutation_prob=mutation, **opts)
-    if s == "gp":
-        try:
-            import scipy  # noqa: F401
-        except ModuleNotFoundError:
-            raise UserError("sampler 'gp' needs scipy: pip install scipy") from None
-        return optuna.samplers.GPSampler(seed=seed, **opts)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def _grid_sampler_class() -> Any:
-    import optuna
-
-    class GridSampler(optuna.samplers.GridSampler):
-        """Optuna's grid sampler, without its ``study.stop()`` once the grid is done (it is meant
-        for ``study.optimize``; the driver asks and tells, and knows when every placement has been
-        evaluated)."""
-
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            return None
-
-    return GridSampler
-
-
-def _GridSampler(search_space: dict[str, list[str]], seed: int) -> Any:
-    return _grid_sampler_class()(search_space, seed=seed)
 
 
 def _now() -> _dt.datetime:
@@ -234,12 +190,8 @@ class SearchDriver:
         self._check_feasible_exists()
         self.inflight: dict[Any, _InFlight] = {}
         self.dup_waiting: dict[str, list[tuple[Any, tuple[int, int, dict[str, Any], dict[str, Any]]]]] = {}
-        self.outcomes: dict[str, dict[str, Any]] = {}
-        self.reference: list[Reference] = []
-        self.counted = 0
-        self.by_status: dict[str, int] = {}
+        self.book = Book(cfg.directions)
         self.idle_proposals = 0
-        self._front_points: list[tuple[float, ...]] = []
         self.neighbours: deque[tuple[dict[str, str], int | None]] = deque()
         self.latency_streak = 0
         self.rng = random.Random(0)
@@ -341,14 +293,14 @@ class SearchDriver:
             if t.state == TrialState.WAITING:
                 try:
                     seen.add(
-                        canonical_key(self.space.from_group_tokens({k: str(v) for k, v in self._params(t).items()}))
+                        placement_key(self.space.from_group_tokens({k: str(v) for k, v in self._params(t).items()}))
                     )
                 except UserError:
                     continue
-            elif (key := self._key_of_attrs(t.user_attrs)) is not None:  # stored at dispatch
-                seen.add(key)
+            elif t.user_attrs.get("placement"):  # stored at dispatch
+                seen.add(placement_key(t.user_attrs["placement"]))
         for name, p in self.first:
-            key = canonical_key(p)
+            key = placement_key(p)
             if key not in seen:
                 seen.add(key)
                 self.study.enqueue_trial(self._params_of(p), user_attrs={"named": name})
@@ -411,7 +363,7 @@ class SearchDriver:
         # the study's size (a fresh study with a given seed is reproducible, and so is a resume)
         seed = (self.cfg.seed + 7919 * len(trials)) % 2**32
         self.rng = random.Random(seed)
-        self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=_sampler(self.cfg, seed, self.space))
+        self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=self._make_sampler(seed))
         finished = [t for t in trials if t.state.is_finished()]
         # the sampler's copy carries no intermediate values: multi-objective TPE would sort
         # PRUNED (early-stopped) trials by them and fail (it does so for single-objective only)
@@ -426,46 +378,28 @@ class SearchDriver:
             if t.state == TrialState.WAITING:
                 self.queue.append((t._trial_id, t.number, self._params(t), dict(t.user_attrs)))
         for t in finished:
-            attrs = trial_attrs(t)
-            status = trial_status(t, attrs)
-            self.by_status[status] = self.by_status.get(status, 0) + 1
-            if status in COUNTED:
-                self.counted += 1
-            key = self._key_of_attrs(attrs)
-            if key and status in FINAL and key not in self.outcomes:
-                self.outcomes[key] = {
-                    "number": t.number,
-                    "state": t.state,
-                    "values": t.values,
-                    "status": status,
-                    "user_attrs": attrs,
-                    "system_attrs": {k: v for k, v in t.system_attrs.items() if k.startswith("constraints:")},
-                }
-                self._update_front(self.outcomes[key])
-            self._add_reference(t.number, attrs, status)
+            self.book.load(t)
 
-    @staticmethod
-    def _key_of_attrs(ua: dict[str, Any]) -> str | None:
-        p = ua.get("placement")
-        return placement_key(p) if p else None
-
-    def _add_reference(self, number: int, ua: dict[str, Any], status: str) -> None:
-        if status in ("ok", "early_stopped") and ua.get("eval_curve") and ua.get("macs") is not None:
-            self.reference.append(Reference(number, int(ua["macs"]), {int(s): float(a) for s, a in ua["eval_curve"]}))
+    def _make_sampler(self, seed: int) -> Any:
+        groups = {g.name: list(g.tokens) for g in self.space.groups}
+        return make_sampler(self.cfg.sampler, self.cfg.sampler_options, seed, groups)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> RunResult:
         quiet_optuna()
         _, created = self._open_study()
-        self._claim()
+        self.lease = Lease(self.study, self.study_name)
+        self.lease.claim()
+        self.study.set_user_attr("target_trials", self.target_trials)
         recovered = self._recover()
         self._build_mirror()
-        self.counted_at_start = self.counted
+        self.counted_at_start = self.book.counted
         self._terminate = False
-        result = RunResult(self.study_name, self.storage_url, created, self.counted, self.target_trials)
+        result = RunResult(self.study_name, self.storage_url, created, self.book.counted, self.target_trials)
         result.recovered = recovered
         self.on_event(
-            "open", {"created": created, "recovered": recovered, "counted": self.counted, "queued": len(self.queue)}
+            "open",
+            {"created": created, "recovered": recovered, "counted": self.book.counted, "queued": len(self.queue)},
         )
         if self._done_reason() is None:
             main = threading.current_thread() is threading.main_thread()
@@ -496,50 +430,18 @@ class SearchDriver:
                 self.executor.stop()
         else:
             result.stop_reason = self._done_reason() or ""
-        self._release()
-        result.counted = self.counted
-        result.by_status = dict(sorted(self.by_status.items()))
+        self.lease.release()
+        result.counted = self.book.counted
+        result.by_status = dict(sorted(self.book.by_status.items()))
         result.elapsed_s = time.monotonic() - self.started
         self.on_event("end", asdict(result))
         return result
-
-    # -- one driver per study ---------------------------------------------------------------------
-    def _claim(self) -> None:
-        """Mark the study as run by this process; refuse if another live driver runs it (its
-        trials would be failed as stale by this one)."""
-        import socket
-
-        other = self.study.user_attrs.get("driver")
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
-        if other and (other.get("host"), other.get("pid")) != (me["host"], me["pid"]):
-            state = driver_state(other, 0)
-            if state["state"] == "alive":
-                raise UserError(
-                    f"study {self.study_name!r} is being run by process {other.get('pid')} on {other.get('host')} "
-                    f"(last heartbeat {state['heartbeat_age_s']:.0f} s ago); one driver per study. Stop it first, or wait "
-                    f"{HEARTBEAT_STALE_S:.0f} s if it was killed on another machine"
-                )
-        self._me = me
-        self._heartbeat(force=True)
-        self.study.set_user_attr("target_trials", self.target_trials)
-
-    def _heartbeat(self, *, force: bool = False) -> None:
-        now = time.time()
-        if force or now - getattr(self, "_last_beat", 0.0) >= HEARTBEAT_EVERY_S:
-            self._last_beat = now
-            self.study.set_user_attr("driver", {**self._me, "heartbeat": now})
-
-    def _release(self) -> None:
-        try:
-            self.study.set_user_attr("driver", None)
-        except Exception:
-            pass
 
     def _push_figures(self, *, force: bool = False) -> None:
         """Refresh the study's optuna-dashboard figures (Pareto front, hypervolume, placement
         heatmap, families) when trials finished since the last refresh. Never fails the study."""
         self._last_push = time.monotonic()
-        finished = sum(self.by_status.values())
+        finished = sum(self.book.by_status.values())
         if self.publish_figures is None or not self.cfg.artifacts.enabled:
             return
         if finished == self._pushed_at and not force:
@@ -559,7 +461,7 @@ class SearchDriver:
         if self.cfg.sampler == "families":
             if not self.queue:
                 return "every placement of evaluate_first has been evaluated"
-        elif self.counted + len(self.inflight) >= self.target_trials:
+        elif self.book.counted + len(self.inflight) >= self.target_trials:
             return f"reached {self.target_trials} counted trials"
         if self.timeout is not None and time.monotonic() - self.started >= self.timeout:
             return f"time limit of {self.timeout:g} s reached"
@@ -568,7 +470,7 @@ class SearchDriver:
                 f"the sampler proposed {MAX_IDLE_PROPOSALS} placements in a row that were already evaluated or "
                 "infeasible: the space (or its feasible part) looks exhausted"
             )
-        if len(self.outcomes) + len(self.inflight) >= self.space.size:
+        if len(self.book.outcomes) + len(self.inflight) >= self.space.size:
             return "every placement of the space has been evaluated"
         if self.latency_streak >= MAX_LATENCY_INFEASIBLE:
             return (
@@ -597,34 +499,22 @@ class SearchDriver:
             for gen in self.executor.wait(list(self.inflight), timeout=1.0):
                 self._advance(gen)
             self.on_event("tick", self.snapshot())
-            self._heartbeat()
+            self.lease.beat()
             if time.monotonic() - self._last_push >= self.cfg.artifacts.figures_every:
                 self._push_figures()
         result.stop_reason = stop or ""
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "counted": self.counted,
-            "counted_this_run": self.counted - getattr(self, "counted_at_start", 0),
+            "counted": self.book.counted,
+            "counted_this_run": self.book.counted - getattr(self, "counted_at_start", 0),
             "target": self.target_trials,
             "running": len(self.inflight),
-            "by_status": dict(self.by_status),
+            "by_status": dict(self.book.by_status),
             "elapsed_s": time.monotonic() - self.started,
             "timeout": self.timeout,
-            "pareto": self._pareto_size(),
+            "pareto": self.book.front_size,
         }
-
-    def _pareto_size(self) -> int:
-        """Size of the current Pareto front of feasible completed trials (kept up to date)."""
-        return len(self._front_points)
-
-    def _update_front(self, outcome: dict[str, Any]) -> None:
-        if outcome["status"] != "ok" or not outcome["values"] or any(c > 0 for c in outcome["system_attrs"].values()):
-            return
-        p = self._minimised(outcome["values"])
-        if p in self._front_points or any(dominates(q, p) for q in self._front_points):
-            return
-        self._front_points = [q for q in self._front_points if not dominates(p, q)] + [p]
 
     # -- proposing ----------------------------------------------------------------------------
     def _propose(self) -> None:
@@ -646,15 +536,15 @@ class SearchDriver:
             self.mirror.enqueue_trial(params)
         mt = self.mirror.ask(self.dists)
         placement = self.space.from_group_tokens({g: str(v) for g, v in mt.params.items()}, "sampled placement")
-        key = canonical_key(placement)
+        key = placement_key(placement)
         if named:
             extra["named"] = named
         inflight = any(fl.key == key for fl in self.inflight.values())
-        if rdb_waiting is None and (key in self.outcomes or inflight):
+        if rdb_waiting is None and (key in self.book.outcomes or inflight):
             self._repeat(mt, key)
             return
         costs = self._costs(placement)
-        if key in self.outcomes:
+        if key in self.book.outcomes:
             self._record_reused(mt, rdb_waiting, key, costs, extra)
             return
         if inflight:
@@ -678,12 +568,12 @@ class SearchDriver:
         from optuna.trial import TrialState
 
         self.mirror.tell(mt, state=TrialState.FAIL)
-        self.by_status["repeat"] = self.by_status.get("repeat", 0) + 1
+        self.book.note("repeat")
         if self.cfg.sampler == "grid":
             return  # the grid moves on to a placement it has not proposed: no neighbour needed, not idle
         self.idle_proposals += 1
-        origin = self.outcomes[key]["number"] if key in self.outcomes else None
-        taken = set(self.outcomes) | {fl.key for fl in self.inflight.values()} | self._queued_keys()
+        origin = self.book.outcomes[key]["number"] if key in self.book.outcomes else None
+        taken = set(self.book.outcomes) | {fl.key for fl in self.inflight.values()} | self._queued_keys()
         groups = list(self.space.groups)
         for _ in range(4 * len(groups)):
             g = groups[self.rng.randrange(len(groups))]
@@ -692,13 +582,13 @@ class SearchDriver:
             if not options:
                 continue
             params = {**{k: str(v) for k, v in mt.params.items()}, g.name: options[self.rng.randrange(len(options))]}
-            cand = canonical_key(self.space.from_group_tokens(params, "neighbour"))
+            cand = placement_key(self.space.from_group_tokens(params, "neighbour"))
             if cand not in taken:
                 self.neighbours.append((params, origin))
                 return
 
     def _queued_keys(self) -> set[str]:
-        return {canonical_key(self.space.from_group_tokens(p, "neighbour")) for p, _ in self.neighbours}
+        return {placement_key(self.space.from_group_tokens(p, "neighbour")) for p, _ in self.neighbours}
 
     def _costs(self, p: Placement) -> dict[str, Any]:
         macs, params = self.target_costs.cost(p)
@@ -780,20 +670,12 @@ class SearchDriver:
             self.storage.set_trial_state_values(trial_id, state, values)
         return trial_id, number
 
-    def _count(self, status: str, number: int, key: str | None, outcome: dict[str, Any] | None) -> None:
-        self.by_status[status] = self.by_status.get(status, 0) + 1
-        if status in COUNTED:
-            self.counted += 1
-        if key and outcome and status in FINAL and key not in self.outcomes:
-            self.outcomes[key] = outcome
-            self._update_front(outcome)
-
     def _record_reused(
         self, mt: Any, rdb_waiting: tuple[int, int] | None, key: str, costs: dict[str, Any], extra: dict[str, Any]
     ) -> None:
         from optuna.trial import TrialState
 
-        src = self.outcomes[key]
+        src = self.book.outcomes[key]
         self.idle_proposals += 1
         transient = ("retry_of", "named", "attempts", "reused_from", "reused_status")
         ua = {k: v for k, v in src["user_attrs"].items() if k not in transient}
@@ -803,7 +685,7 @@ class SearchDriver:
         state = src["state"]
         values = src["values"] if state == TrialState.COMPLETE else None
         self._tell_mirror(mt, state, values)
-        self.by_status["reused"] = self.by_status.get("reused", 0) + 1
+        self.book.note("reused")
         if rdb_waiting is None:
             # the sampler proposed a placement it had already seen: it is told the earlier result
             # (on its in-memory copy), and the study keeps each architecture once
@@ -846,7 +728,7 @@ class SearchDriver:
         ua = {**costs, **extra, **self._set_constraints(mt, violations), "status": "infeasible", "reason": reason}
         self._tell_mirror(mt, TrialState.PRUNED, None)
         _, number = self._write_new(mt, rdb_waiting, TrialState.PRUNED, None, ua)
-        self._count("infeasible", number, key, self._outcome(number, TrialState.PRUNED, None, ua, mt))
+        self.book.record("infeasible", key, self._outcome(number, TrialState.PRUNED, None, ua, mt))
         self.on_event("infeasible", {"number": number, "placement": costs["placement_string"], "reason": reason})
 
     def _outcome(self, number: int, state: Any, values: Any, ua: dict[str, Any], mt: Any) -> dict[str, Any]:
@@ -906,7 +788,7 @@ class SearchDriver:
         # named placements (evaluate_first: the paper's families, reference models) run their
         # whole budget: they are the study's fixed points of comparison
         if es.enabled and cfg.proxy.eval_every and not extra.get("named"):
-            refs, counts = compact(self.reference, costs["macs"], keep=max(es.min_dominating, 3))
+            refs, counts = compact(self.book.reference, costs["macs"], keep=max(es.min_dominating, 3))
             spec["early_stopping"] = {
                 "margin": es.margin,
                 "min_trials": es.min_trials,
@@ -1051,9 +933,9 @@ class SearchDriver:
         )
         self._tell_mirror(fl.mirror, state, values)
         full_ua = {**fl.started_attrs, **ua}
-        self._count(status, fl.number, fl.key, self._outcome(fl.number, state, values, full_ua, fl.mirror))
+        self.book.record(status, fl.key, self._outcome(fl.number, state, values, full_ua, fl.mirror))
         self.latency_streak = self.latency_streak + 1 if status == "infeasible" else 0
-        self._add_reference(fl.number, full_ua, status)
+        self.book.add_curve(fl.number, full_ua, status)
         self.on_event(
             "end_trial",
             {
@@ -1069,20 +951,12 @@ class SearchDriver:
         # duplicates proposed while this one ran
         for mt, item in self.dup_waiting.pop(fl.key, []):
             trial_id, number, _, qua = item
-            if fl.key in self.outcomes:
+            if fl.key in self.book.outcomes:
                 extra: dict[str, Any] = {k: qua[k] for k in ("named", "retry_of") if k in qua}
                 self._record_reused(mt, (trial_id, number), fl.key, fl.costs, extra)
             else:  # its twin failed: propose it again in turn (within the trial budget and slots)
                 self.mirror.tell(mt, state=TrialState.FAIL)
                 self.queue.appendleft(item)
-
-    def _on_front(self, values: list[float]) -> bool:
-        """Whether a completed trial with these values is Pareto-optimal among those recorded."""
-        p = self._minimised(values)
-        return not any(dominates(q, p) for q in self._front_points)
-
-    def _minimised(self, values: list[float]) -> tuple[float, ...]:
-        return tuple(v if d == "minimize" else -v for v, d in zip(values, self.cfg.directions))
 
     def _artifacts(
         self, fl: _InFlight, final: dict[str, Any], ua: dict[str, Any], values: list[float] | None
@@ -1111,7 +985,7 @@ class SearchDriver:
             files.append(("curve.csv", buf.getvalue().encode(), "text/csv"))
         keep = self.cfg.artifacts.keep_weights
         if final.get("weights") and (
-            keep == "all" or (keep == "pareto" and values is not None and self._on_front(values))
+            keep == "all" or (keep == "pareto" and values is not None and self.book.on_front(values))
         ):
             files.append(("weights.safetensors", final["weights"], "application/octet-stream"))
             ua["weights_kept"] = True
@@ -1135,4 +1009,4 @@ class SearchDriver:
                 self._requeue(t)
             except Exception:
                 continue  # left RUNNING: the next run recovers it
-            self.by_status["interrupted"] = self.by_status.get("interrupted", 0) + 1
+            self.book.note("interrupted")

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import UserError
 from .config import check_storage_url, journal_path
+from .lease import driver_state
 from .records import COUNTED, FINAL, trial_attrs, trial_status
 
 __all__ = ["COUNTED", "FINAL", "open_storage", "pareto_rows", "study_status", "study_summaries", "trial_status"]
@@ -220,37 +221,6 @@ def study_status(study: Any) -> dict[str, Any]:
         "best_accuracy": max((r["accuracy"] for r in best), default=None),
         "first_start": _iso(min(starts, default=None)),
         "last_update": _iso(max(ends + starts, default=None)),
-    }
-
-
-#: a driver silent for this long is taken as dead (the driver beats every 10 s)
-HEARTBEAT_STALE_S = 60.0
-
-
-def driver_state(driver: Any, running: int) -> dict[str, Any]:
-    """Whether a driver runs the study now: ``alive`` (a recent heartbeat and, on this machine, a
-    live process), ``dead`` (it stopped without releasing the study: killed), or ``none``."""
-    import os
-    import socket
-    import time
-
-    if not driver:
-        return {"state": "none", "running_trials": running}
-    age = time.time() - float(driver.get("heartbeat", 0))
-    alive = age < HEARTBEAT_STALE_S
-    if alive and driver.get("host") == socket.gethostname():
-        try:
-            os.kill(int(driver["pid"]), 0)
-        except (ProcessLookupError, ValueError, TypeError):
-            alive = False
-        except PermissionError:
-            pass
-    return {
-        "state": "alive" if alive else "dead",
-        "host": driver.get("host"),
-        "pid": driver.get("pid"),
-        "heartbeat_age_s": round(age, 1),
-        "running_trials": running,
     }
 
 
