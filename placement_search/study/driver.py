@@ -25,15 +25,12 @@ trials, records them (``interrupted``) and queues them for the next run.
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import json
 import os
-import random
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,8 +45,8 @@ from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .early_stop import compact
 from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
 from .lease import Lease
+from .proposer import Proposal, Proposer
 from .records import stored_result, write_finished, write_started
-from .samplers import make_sampler
 from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
@@ -192,9 +189,7 @@ class SearchDriver:
         self.dup_waiting: dict[str, list[tuple[Any, tuple[int, int, dict[str, Any], dict[str, Any]]]]] = {}
         self.book = Book(cfg.directions)
         self.idle_proposals = 0
-        self.neighbours: deque[tuple[dict[str, str], int | None]] = deque()
         self.latency_streak = 0
-        self.rng = random.Random(0)
         self.started = time.monotonic()
         self._last_push = self.started
         self._pushed_at = -1  # number of finished trials at the last figure push
@@ -353,36 +348,26 @@ class SearchDriver:
             self.study.enqueue_trial(params, user_attrs=ua)
 
     def _build_mirror(self) -> None:
-        import optuna
-        from optuna.distributions import CategoricalDistribution
         from optuna.trial import TrialState
 
-        self.dists: dict[str, Any] = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in self.space.groups}
         trials = self.study.get_trials(deepcopy=False)
-        # a resumed study must not replay the first run's random draws: the seed moves on with
-        # the study's size (a fresh study with a given seed is reproducible, and so is a resume)
-        seed = (self.cfg.seed + 7919 * len(trials)) % 2**32
-        self.rng = random.Random(seed)
-        self.mirror = optuna.create_study(directions=self.cfg.directions, sampler=self._make_sampler(seed))
         finished = [t for t in trials if t.state.is_finished()]
-        # the sampler's copy carries no intermediate values: multi-objective TPE would sort
-        # PRUNED (early-stopped) trials by them and fail (it does so for single-objective only)
-        copies = []
-        for t in finished:
-            c = copy.copy(t)
-            c.intermediate_values = {}
-            copies.append(c)
-        self.mirror.add_trials(copies)
-        self.queue: deque[tuple[int, int, dict[str, Any], dict[str, Any]]] = deque()
-        for t in sorted(trials, key=lambda t: t.number):
-            if t.state == TrialState.WAITING:
-                self.queue.append((t._trial_id, t.number, self._params(t), dict(t.user_attrs)))
+        queue = [
+            (t._trial_id, t.number, self._params(t), dict(t.user_attrs))
+            for t in sorted(trials, key=lambda t: t.number)
+            if t.state == TrialState.WAITING
+        ]
+        self.proposer = Proposer(
+            self.space,
+            self.cfg.sampler,
+            self.cfg.sampler_options,
+            self.cfg.directions,
+            self.cfg.seed,
+            finished,
+            queue,
+        )
         for t in finished:
             self.book.load(t)
-
-    def _make_sampler(self, seed: int) -> Any:
-        groups = {g.name: list(g.tokens) for g in self.space.groups}
-        return make_sampler(self.cfg.sampler, self.cfg.sampler_options, seed, groups)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -399,7 +384,12 @@ class SearchDriver:
         result.recovered = recovered
         self.on_event(
             "open",
-            {"created": created, "recovered": recovered, "counted": self.book.counted, "queued": len(self.queue)},
+            {
+                "created": created,
+                "recovered": recovered,
+                "counted": self.book.counted,
+                "queued": len(self.proposer.queue),
+            },
         )
         if self._done_reason() is None:
             main = threading.current_thread() is threading.main_thread()
@@ -459,7 +449,7 @@ class SearchDriver:
 
     def _done_reason(self) -> str | None:
         if self.cfg.sampler == "families":
-            if not self.queue:
+            if not self.proposer.queue:
                 return "every placement of evaluate_first has been evaluated"
         elif self.book.counted + len(self.inflight) >= self.target_trials:
             return f"reached {self.target_trials} counted trials"
@@ -518,77 +508,33 @@ class SearchDriver:
 
     # -- proposing ----------------------------------------------------------------------------
     def _propose(self) -> None:
-        rdb_waiting: tuple[int, int] | None = None
-        named = None
-        extra: dict[str, Any] = {}
-        item = None
-        if self.queue:
-            item = self.queue.popleft()
-            trial_id, number, params, ua = item
-            rdb_waiting = (trial_id, number)
-            named = ua.get("named")
-            if "retry_of" in ua:
-                extra["retry_of"] = ua["retry_of"]
-            self.mirror.enqueue_trial(params)
-        elif self.neighbours:
-            params, origin = self.neighbours.popleft()
-            extra["neighbour_of"] = origin
-            self.mirror.enqueue_trial(params)
-        mt = self.mirror.ask(self.dists)
-        placement = self.space.from_group_tokens({g: str(v) for g, v in mt.params.items()}, "sampled placement")
-        key = placement_key(placement)
-        if named:
-            extra["named"] = named
-        inflight = any(fl.key == key for fl in self.inflight.values())
-        if rdb_waiting is None and (key in self.book.outcomes or inflight):
-            self._repeat(mt, key)
+        p = self.proposer.ask()
+        inflight = any(fl.key == p.key for fl in self.inflight.values())
+        if p.waiting is None and (p.key in self.book.outcomes or inflight):
+            self._repeat(p)
             return
-        costs = self._costs(placement)
-        if key in self.book.outcomes:
-            self._record_reused(mt, rdb_waiting, key, costs, extra)
+        costs = self._costs(p.placement)
+        if p.key in self.book.outcomes:
+            self._record_reused(p.mt, p.waiting, p.key, costs, p.extra)
             return
         if inflight:
-            assert item is not None  # sampler proposals of running placements are repeats
-            self.dup_waiting.setdefault(key, []).append((mt, item))
+            assert p.item is not None  # sampler proposals of running placements are repeats
+            self.dup_waiting.setdefault(p.key, []).append((p.mt, p.item))
             self.idle_proposals += 1
             return
         violations = self._violations(costs)
         if any(v > 0 for v in violations.values()):
-            self._record_infeasible(mt, rdb_waiting, key, costs, violations, extra)
+            self._record_infeasible(p.mt, p.waiting, p.key, costs, violations, p.extra)
             return
         self.idle_proposals = 0
-        self._dispatch(mt, rdb_waiting, key, placement, costs, violations, extra)
+        self._dispatch(p.mt, p.waiting, p.key, p.placement, costs, violations, p.extra)
 
-    def _repeat(self, mt: Any, key: str) -> None:
-        """The sampler proposed a placement already evaluated (or running). TPE does this often
-        once it has found good regions. The proposal is dropped (told FAIL on the sampler's
-        copy, so that each architecture is observed once) and a one-decision neighbour of it
-        that has not been evaluated is queued instead: local search around what the sampler
-        likes, at no sampling cost."""
-        from optuna.trial import TrialState
-
-        self.mirror.tell(mt, state=TrialState.FAIL)
+    def _repeat(self, p: Proposal) -> None:
         self.book.note("repeat")
-        if self.cfg.sampler == "grid":
-            return  # the grid moves on to a placement it has not proposed: no neighbour needed, not idle
-        self.idle_proposals += 1
-        origin = self.book.outcomes[key]["number"] if key in self.book.outcomes else None
-        taken = set(self.book.outcomes) | {fl.key for fl in self.inflight.values()} | self._queued_keys()
-        groups = list(self.space.groups)
-        for _ in range(4 * len(groups)):
-            g = groups[self.rng.randrange(len(groups))]
-            current = str(mt.params[g.name])
-            options = [t for t in g.tokens if t != current]
-            if not options:
-                continue
-            params = {**{k: str(v) for k, v in mt.params.items()}, g.name: options[self.rng.randrange(len(options))]}
-            cand = placement_key(self.space.from_group_tokens(params, "neighbour"))
-            if cand not in taken:
-                self.neighbours.append((params, origin))
-                return
-
-    def _queued_keys(self) -> set[str]:
-        return {placement_key(self.space.from_group_tokens(p, "neighbour")) for p, _ in self.neighbours}
+        origin = self.book.outcomes[p.key]["number"] if p.key in self.book.outcomes else None
+        taken = set(self.book.outcomes) | {fl.key for fl in self.inflight.values()}
+        if self.proposer.repeated(p.mt, taken, origin):
+            self.idle_proposals += 1
 
     def _costs(self, p: Placement) -> dict[str, Any]:
         macs, params = self.target_costs.cost(p)
@@ -624,13 +570,6 @@ class SearchDriver:
         return [float(m[o]) for o in self.cfg.objectives]
 
     # -- writing trials ---------------------------------------------------------------------
-    def _mirror_frozen(self, mt: Any) -> Any:
-        # the storage's own lookup is O(1); ``study.get_trials()[n]`` lists every trial
-        getter = getattr(self.mirror._storage, "get_trial", None)
-        if getter is not None:
-            return getter(mt._trial_id)
-        return self.mirror.get_trials(deepcopy=False)[mt.number]  # pragma: no cover
-
     def _write_new(
         self,
         mt: Any,
@@ -642,7 +581,7 @@ class SearchDriver:
         """Write a trial to the storage in one transaction: a new row, or the WAITING row it came from."""
         from optuna.trial import TrialState
 
-        frozen = self._mirror_frozen(mt)
+        frozen = self.proposer.frozen(mt)
         system_attrs = {k: v for k, v in frozen.system_attrs.items() if k != "fixed_params"}
         if rdb_waiting is None:
             return write_started(
@@ -650,7 +589,7 @@ class SearchDriver:
                 self.study_id,
                 state=state,
                 params=mt.params,
-                distributions=self.dists,
+                distributions=self.proposer.dists,
                 user_attrs=user_attrs,
                 system_attrs=system_attrs,
                 values=values,
@@ -663,7 +602,7 @@ class SearchDriver:
         for k, v in system_attrs.items():
             self.storage.set_trial_system_attr(trial_id, k, v)
         for name, value in mt.params.items():
-            dist = self.dists[name]
+            dist = self.proposer.dists[name]
             self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
         self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
         if state != TrialState.RUNNING:
@@ -684,7 +623,7 @@ class SearchDriver:
             mt.set_constraint(k.split(":", 1)[1], float(v))
         state = src["state"]
         values = src["values"] if state == TrialState.COMPLETE else None
-        self._tell_mirror(mt, state, values)
+        self.proposer.tell(mt, state, values)
         self.book.note("reused")
         if rdb_waiting is None:
             # the sampler proposed a placement it had already seen: it is told the earlier result
@@ -699,14 +638,6 @@ class SearchDriver:
         for name, v in violations.items():
             mt.set_constraint(name, float(v))
         return {}
-
-    def _tell_mirror(self, mt: Any, state: Any, values: list[float] | None) -> None:
-        from optuna.trial import TrialState
-
-        if state == TrialState.COMPLETE:
-            self.mirror.tell(mt, values)
-        else:
-            self.mirror.tell(mt, state=state)
 
     def _record_infeasible(
         self,
@@ -726,13 +657,13 @@ class SearchDriver:
             f"{k.removeprefix('max_')} {costs[k.removeprefix('max_')]:,} over {k} {getattr(c, k):,}" for k in over
         )
         ua = {**costs, **extra, **self._set_constraints(mt, violations), "status": "infeasible", "reason": reason}
-        self._tell_mirror(mt, TrialState.PRUNED, None)
+        self.proposer.tell(mt, TrialState.PRUNED, None)
         _, number = self._write_new(mt, rdb_waiting, TrialState.PRUNED, None, ua)
         self.book.record("infeasible", key, self._outcome(number, TrialState.PRUNED, None, ua, mt))
         self.on_event("infeasible", {"number": number, "placement": costs["placement_string"], "reason": reason})
 
     def _outcome(self, number: int, state: Any, values: Any, ua: dict[str, Any], mt: Any) -> dict[str, Any]:
-        frozen = self._mirror_frozen(mt)
+        frozen = self.proposer.frozen(mt)
         return {
             "number": number,
             "state": state,
@@ -800,7 +731,7 @@ class SearchDriver:
             }
         fl = _InFlight(number, trial_id, mt, key, placement, costs, spec, named=extra.get("named"))
         fl.started_attrs = ua
-        fl.constraints = frozenset(k for k in self._mirror_frozen(mt).system_attrs if k.startswith("constraints:"))
+        fl.constraints = frozenset(k for k in self.proposer.frozen(mt).system_attrs if k.startswith("constraints:"))
         self._submit(fl)
         self.on_event("start", {"number": number, "placement": costs["placement_string"], "macs": costs["macs"]})
 
@@ -919,7 +850,7 @@ class SearchDriver:
         ua["status"] = status
         files = self._artifacts(fl, final, ua, values) if self.artifact_store is not None else []
         # constraints set since dispatch (a measured latency): the others are stored already
-        frozen_sys = self._mirror_frozen(fl.mirror).system_attrs
+        frozen_sys = self.proposer.frozen(fl.mirror).system_attrs
         system_attrs = {k: v for k, v in frozen_sys.items() if k.startswith("constraints:") and k not in fl.constraints}
         write_finished(
             self.storage,
@@ -931,7 +862,7 @@ class SearchDriver:
             files=files,
             artifact_store=self.artifact_store,
         )
-        self._tell_mirror(fl.mirror, state, values)
+        self.proposer.tell(fl.mirror, state, values)
         full_ua = {**fl.started_attrs, **ua}
         self.book.record(status, fl.key, self._outcome(fl.number, state, values, full_ua, fl.mirror))
         self.latency_streak = self.latency_streak + 1 if status == "infeasible" else 0
@@ -955,8 +886,7 @@ class SearchDriver:
                 extra: dict[str, Any] = {k: qua[k] for k in ("named", "retry_of") if k in qua}
                 self._record_reused(mt, (trial_id, number), fl.key, fl.costs, extra)
             else:  # its twin failed: propose it again in turn (within the trial budget and slots)
-                self.mirror.tell(mt, state=TrialState.FAIL)
-                self.queue.appendleft(item)
+                self.proposer.requeue(mt, item)
 
     def _artifacts(
         self, fl: _InFlight, final: dict[str, Any], ua: dict[str, Any], values: list[float] | None
