@@ -46,7 +46,7 @@ from .early_stop import compact
 from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
 from .lease import Lease
 from .proposer import Proposal, Proposer
-from .records import stored_result, write_finished, write_started
+from .records import run_outcome, stored_result, write_finished, write_started
 from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
@@ -797,7 +797,6 @@ class SearchDriver:
 
     def _conclude(self, fl: _InFlight, failure: dict[str, Any] | None) -> None:
         """Record a dispatched trial's end (one transaction) and tell the mirror."""
-        from optuna.trial import TrialState
 
         self.inflight.pop(fl.gen, None)
         final: dict[str, Any] = fl.final or {}
@@ -812,42 +811,10 @@ class SearchDriver:
             if max_ms is not None:
                 v = (fl.costs["latency_ms"] - max_ms) / max_ms
                 fl.mirror.set_constraint("max_latency_ms", v)
-        if failure is None and not final:
-            failure = {"status": "failed", "reason": "the worker ended without a result"}
-        if failure is not None:
-            status, state = failure["status"], TrialState.FAIL
-            ua["reason"] = failure["reason"]
-        elif final["event"] == "infeasible":
-            status, state = "infeasible", TrialState.PRUNED
-            ua["reason"] = final["reason"]
-        else:
-            r = final["result"]
-            ua.update(
-                accuracy=r["accuracy"],
-                top5=r["top5"],
-                eval_curve=r["eval_curve"],
-                loss_curve=r["loss_curve"],
-                per_class_accuracy=r["per_class_accuracy"],
-                steps_done=r["steps_done"],
-                clips_per_s=round(r["clips_per_s"], 2),
-                train_time_s=round(r["train_time_s"], 3),
-                device=r["device"],
-                precision=r["precision"],
-            )
-            if r["status"] == "ok":
-                status, state = "ok", TrialState.COMPLETE
-                values = self._values(r["accuracy"], fl.costs)
-            elif r["status"] == "stopped":
-                status, state = "early_stopped", TrialState.PRUNED
-                ua["stopped_by"] = final.get("stopped_by", [])
-                ua["reason"] = (
-                    f"stopped at step {r['steps_done']}: trials {final.get('stopped_by')} cost no more and were "
-                    f">= {self.cfg.early_stopping.margin:.0%} more accurate at that step"
-                )
-            else:
-                status, state = r["status"], TrialState.FAIL
-                ua["reason"] = r["reason"]
-        ua["status"] = status
+        status, state, result = run_outcome(final, failure, margin=self.cfg.early_stopping.margin)
+        ua.update(result)
+        if status == "ok":
+            values = self._values(result["accuracy"], fl.costs)
         files = self._artifacts(fl, final, ua, values) if self.artifact_store is not None else []
         # constraints set since dispatch (a measured latency): the others are stored already
         frozen_sys = self.proposer.frozen(fl.mirror).system_attrs

@@ -32,6 +32,7 @@ __all__ = [
     "RESULT",
     "TrialRecord",
     "placement_key",
+    "run_outcome",
     "trial_attrs",
     "trial_status",
     "write_finished",
@@ -116,6 +117,50 @@ class TrialRecord:
             values=tuple(trial.values) if trial.values is not None else None,
             attrs=a,
         )
+
+
+def run_outcome(
+    final: Mapping[str, Any] | None, failure: Mapping[str, Any] | None, *, margin: float
+) -> tuple[str, Any, dict[str, Any]]:
+    """What a run's end means: its status, its Optuna state and its result attributes, from the
+    worker's last event (``result`` or ``infeasible``) or the driver's ``failure`` (a dead
+    worker, an error); ``margin`` is the early-stopping rule's, for the reason it gives."""
+    from optuna.trial import TrialState
+
+    if failure is None and not final:
+        failure = {"status": "failed", "reason": "the worker ended without a result"}
+    if failure is not None:
+        return str(failure["status"]), TrialState.FAIL, {"status": failure["status"], "reason": failure["reason"]}
+    assert final is not None
+    if final["event"] == "infeasible":
+        return "infeasible", TrialState.PRUNED, {"status": "infeasible", "reason": final["reason"]}
+    r = final["result"]
+    out: dict[str, Any] = {
+        "accuracy": r["accuracy"],
+        "top5": r["top5"],
+        "eval_curve": r["eval_curve"],
+        "loss_curve": r["loss_curve"],
+        "per_class_accuracy": r["per_class_accuracy"],
+        "steps_done": r["steps_done"],
+        "clips_per_s": round(r["clips_per_s"], 2),
+        "train_time_s": round(r["train_time_s"], 3),
+        "device": r["device"],
+        "precision": r["precision"],
+    }
+    if r["status"] == "ok":
+        status, state = "ok", TrialState.COMPLETE
+    elif r["status"] == "stopped":
+        status, state = "early_stopped", TrialState.PRUNED
+        out["stopped_by"] = final.get("stopped_by", [])
+        out["reason"] = (
+            f"stopped at step {r['steps_done']}: trials {final.get('stopped_by')} cost no more and were "
+            f">= {margin:.0%} more accurate at that step"
+        )
+    else:
+        status, state = r["status"], TrialState.FAIL
+        out["reason"] = r["reason"]
+    out["status"] = status
+    return status, state, out
 
 
 def _checked_values(values: Sequence[float] | None) -> list[float] | None:
