@@ -35,11 +35,14 @@ from torch import nn
 from .errors import UserError
 
 __all__ = [
+    "OP_INFO",
     "OP_KINDS",
     "TEMPORAL_KINDS",
     "OpBuilder",
     "build_op",
     "check_kind",
+    "is_temporal",
+    "op_label",
     "register_op",
     "tran_mid_channels",
 ]
@@ -67,20 +70,34 @@ class OpBuilder(Protocol):
 
 
 OP_KINDS: dict[str, OpBuilder] = {}
-#: Kinds whose receptive field spans time (everything but ``2d``).
+#: per kind: its label in figures and reports, and whether its receptive field spans time
+OP_INFO: dict[str, tuple[str, bool]] = {}
+#: the built-in kinds whose receptive field spans time (everything but ``2d``); for any
+#: registered kind, ask :func:`is_temporal`
 TEMPORAL_KINDS: tuple[str, ...] = ("3d", "sep", "2plus1d")
 
 
-def register_op(name: str) -> Callable[[OpBuilder], OpBuilder]:
-    """Register an op builder under ``name`` (decorator)."""
+def register_op(name: str, *, label: str | None = None, temporal: bool = True) -> Callable[[OpBuilder], OpBuilder]:
+    """Register an op builder under ``name`` (decorator). ``label`` names it in figures and
+    reports (default: the name); ``temporal``: whether it mixes information across frames."""
 
     def deco(fn: OpBuilder) -> OpBuilder:
         if name in OP_KINDS:
             raise ValueError(f"op kind {name!r} is already registered")
         OP_KINDS[name] = fn
+        OP_INFO[name] = (label or name, temporal)
         return fn
 
     return deco
+
+
+def op_label(kind: str) -> str:
+    """How figures and reports name an op kind (``"3d"`` -> ``"3D"``)."""
+    return OP_INFO.get(kind, (kind, True))[0]
+
+
+def is_temporal(kind: str) -> bool:
+    return OP_INFO.get(kind, (kind, True))[1]
 
 
 def check_kind(kind: str, where: str = "op kind") -> str:
@@ -135,12 +152,12 @@ def tran_mid_channels(in_channels: int, out_channels: int, kt: int, k: int) -> i
     return (kt * k * k * in_channels * out_channels) // (k * k * in_channels + kt * out_channels)
 
 
-@register_op("2d")
+@register_op("2d", label="2D", temporal=False)
 def _build_2d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias, padding):
     return _conv(in_channels, out_channels, (1, kernel[1], kernel[2]), stride, bias, padding)
 
 
-@register_op("3d")
+@register_op("3d", label="3D")
 def _build_3d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias, padding):
     return _conv(in_channels, out_channels, kernel, stride, bias, padding)
 
@@ -154,13 +171,13 @@ def _factorised(in_ch, out_ch, mid, kernel, stride, norm_layer, act_layer, bias,
     )
 
 
-@register_op("sep")
+@register_op("sep", label="separable")
 def _build_sep(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias, padding):
     mid = out_channels if mid_channels is None else mid_channels
     return _factorised(in_channels, out_channels, mid, kernel, stride, norm_layer, act_layer, bias, padding)
 
 
-@register_op("2plus1d")
+@register_op("2plus1d", label="R(2+1)D")
 def _build_2plus1d(in_channels, out_channels, *, kernel, stride, norm_layer, act_layer, mid_channels, bias, padding):
     if mid_channels is None:
         mid_channels = tran_mid_channels(in_channels, out_channels, kernel[0], kernel[1])

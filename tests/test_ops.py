@@ -78,3 +78,36 @@ def test_factorised_kinds_have_inner_norm_and_activation(kind):
     op = build_op(kind, 4, 6, kernel=(3, 3, 3))
     norms = [m for m in op.modules() if isinstance(m, nn.BatchNorm3d)]
     assert len(norms) == (1 if kind in ("sep", "2plus1d") else 0)
+
+
+def test_op_kinds_carry_their_label_and_whether_they_are_temporal():
+    from placement_search.ops import OP_INFO, OP_KINDS, TEMPORAL_KINDS, is_temporal, op_label, register_op
+
+    assert [op_label(k) for k in ("2d", "3d", "sep", "2plus1d")] == ["2D", "3D", "separable", "R(2+1)D"]
+    assert {k for k in OP_KINDS if is_temporal(k)} == set(TEMPORAL_KINDS)
+
+    @register_op("shift_test", label="temporal shift", temporal=True)
+    def _shift(*args, **kwargs):  # pragma: no cover - never built
+        raise AssertionError
+
+    try:
+        # figures derive their kinds from the registry: a new kind gets a heatmap column with its label
+        import optuna
+
+        from placement_search.inspect.figures import heatmap_data
+
+        study = optuna.create_study(directions=["maximize", "minimize"])
+        study.set_user_attr("groups", ["stem"])
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"stem": "shift_test"},
+                distributions={"stem": optuna.distributions.CategoricalDistribution(("2d", "shift_test"))},
+                values=[0.9, 1.0],
+                user_attrs={"status": "ok"},
+            )
+        )
+        data = heatmap_data(study)
+        assert "shift_test" in data["kinds"] and op_label("shift_test") == "temporal shift"
+        assert data["counts"][0][data["kinds"].index("shift_test")] == 1
+    finally:
+        del OP_KINDS["shift_test"], OP_INFO["shift_test"]

@@ -116,3 +116,35 @@ def test_ctrl_c_cancels_running_trials_records_them_and_exits_130(tmp_path):
     # each cancelled placement is queued for the next run
     assert sorted(trial_attrs(t)["retry_of"] for t in waiting) == sorted(t.number for t in interrupted)
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING) for t in trials)
+
+
+def test_an_edited_space_file_is_caught_at_resume(tmp_path):
+    """The study keeps its space file's text; resuming it with an edited file is one clear error
+    (before anything trains), and the unedited file resumes."""
+    import shutil
+
+    from search_helpers import sqlite_url, write_study
+    from test_search_driver import instant_trial
+
+    from placement_search.errors import UserError
+    from placement_search.space import load_space
+    from placement_search.study import SearchDriver, load_study_config
+
+    space_file = tmp_path / "myspace.toml"
+    shutil.copy(load_space("tiny").path, space_file)
+    study_file = write_study(tmp_path, trials=2)
+    text = study_file.read_text().replace('space = "tiny"', f'space = "{space_file}"')
+    study_file.write_text(text)
+    url = sqlite_url(tmp_path)
+    SearchDriver(load_study_config(study_file), storage=url, executor="inline", trial_fn=instant_trial).run()
+    original = space_file.read_text()
+    space_file.write_text(original + "\n# an edit\n")
+    with pytest.raises(UserError, match=r"space file .*myspace\.toml changed since the study was created"):
+        SearchDriver(
+            load_study_config(study_file), storage=url, trials=3, executor="inline", trial_fn=instant_trial
+        ).run()
+    space_file.write_text(original)
+    r = SearchDriver(
+        load_study_config(study_file), storage=url, trials=3, executor="inline", trial_fn=instant_trial
+    ).run()
+    assert r.counted == 3

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..ops import OP_KINDS, op_label
 from ..pareto import dominates, hypervolume
 from ..placement import placement_key
 from ..study.records import trial_attrs
@@ -34,9 +35,6 @@ __all__ = [
     "push_dashboard_figures",
     "study_figures",
 ]
-
-KINDS = ("2d", "3d", "sep", "2plus1d")
-KIND_LABEL = {"2d": "2D", "3d": "3D", "sep": "separable", "2plus1d": "R(2+1)D"}
 
 
 def _complete(trials: Sequence[Any]) -> list[Any]:
@@ -142,7 +140,8 @@ def heatmap_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, A
     done = _complete(trials)
     front = [done[i] for i in pareto_indices([_signed(study, t.values) for t in done])]
     groups = list(study.user_attrs.get("groups") or (front[0].params.keys() if front else []))
-    counts = {g: dict.fromkeys(KINDS, 0) for g in groups}
+    kinds = tuple(OP_KINDS)  # every registered op kind, in registration order
+    counts = {g: dict.fromkeys(kinds, 0) for g in groups}
     for t in front:
         for g in groups:
             token = str(t.params.get(g, ""))
@@ -152,10 +151,10 @@ def heatmap_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, A
     n = len(front)
     return {
         "groups": groups,
-        "kinds": list(KINDS),
+        "kinds": list(kinds),
         "pareto_trials": n,
-        "share": [[counts[g][k] / n if n else 0.0 for k in KINDS] for g in groups],
-        "counts": [[counts[g][k] for k in KINDS] for g in groups],
+        "share": [[counts[g][k] / n if n else 0.0 for k in kinds] for g in groups],
+        "counts": [[counts[g][k] for k in kinds] for g in groups],
     }
 
 
@@ -301,7 +300,7 @@ def heatmap_figure(data: dict[str, Any]) -> Any:
     fig = go.Figure(
         go.Heatmap(
             z=data["share"],
-            x=[KIND_LABEL[k] for k in data["kinds"]],
+            x=[op_label(k) for k in data["kinds"]],
             y=data["groups"],
             zmin=0,
             zmax=1,

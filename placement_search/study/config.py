@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..data.config import DataConfig
 from ..errors import UserError
 from ..train import ProxyBudget
 from .samplers import SAMPLERS
@@ -105,78 +106,6 @@ class TargetInput:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise UserError(f"{where}.{name}: expected a positive integer, got {v}")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """What the proxy runs train on: ``synthetic`` or a folder / list file of real videos."""
-
-    source: str = "synthetic"
-    val: str | None = None
-    frames: int = 16
-    size: int = 32
-    # synthetic
-    difficulty: float = 0.5
-    seed: int = 0
-    eval_clips: int = 1200
-    version: int = 1  # the synthetic benchmark's generation (1: original, 2: graded cues; docs/data.md)
-    # real video (see placement_search.data.video.video_clip_data)
-    stride: int = 2
-    root: str | None = None
-    resize_to: int | None = None
-    fps: float | None = 12.0
-    max_frames: int | None = 64
-    cache: bool = True
-    cache_dir: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    decode_workers: int | None = None
-
-    def check(self, where: str) -> None:
-        if self.frames < 1 or self.size < 1:
-            raise UserError(f"{where}: frames and size must be positive, got {self.frames} and {self.size}")
-        if self.source == "synthetic":
-            if self.val is not None:
-                raise UserError(
-                    f"{where}.val: the synthetic benchmark has its own held-out clips; val is for real video"
-                )
-            if not 0.0 <= self.difficulty <= 1.0:
-                raise UserError(f"{where}.difficulty: expected a number in [0, 1], got {self.difficulty}")
-            if self.eval_clips < 11:
-                raise UserError(f"{where}.eval_clips: expected at least 11 (one per class), got {self.eval_clips}")
-            from ..data.synthetic import VERSIONS
-
-            if self.version not in VERSIONS:
-                raise UserError(
-                    f"{where}.version: expected one of {', '.join(map(str, VERSIONS))} (the synthetic "
-                    f"benchmark's generation), got {self.version}"
-                )
-        paths = [("val", self.val), ("root", self.root)]
-        if self.source != "synthetic":
-            paths.insert(0, ("source", self.source))
-        for name, v in paths:
-            if v is not None and not Path(v).exists():
-                hint = " (expected 'synthetic' or a folder / list file of videos)" if name == "source" else ""
-                raise UserError(f"{where}.{name}: {v!r} does not exist{hint}")
-
-    def num_classes(self) -> int:
-        """Classes of the proxy data: the synthetic benchmark's, or the class folders / labels found."""
-        if self.source == "synthetic":
-            from ..data.synthetic import CLASSES
-
-            return len(CLASSES)
-        from ..data.video.index import scan_videos
-
-        return len(scan_videos(self.source, root=self.root).class_names)
-
-    def resolved(self, base: Path) -> DataConfig:
-        """Relative paths taken against ``base`` (the study file's folder)."""
-        changes: dict[str, Any] = {}
-        for name in ("val", "root", "cache_dir") + (() if self.source == "synthetic" else ("source",)):
-            v = getattr(self, name)
-            if v is not None and not Path(v).expanduser().is_absolute():
-                changes[name] = str((base / Path(v).expanduser()).resolve())
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -329,7 +258,7 @@ class StudyConfig:
     objectives: tuple[str, ...] = ("accuracy", "macs")
     evaluate_first: tuple[str, ...] = ()
     target: TargetInput = TargetInput()
-    data: DataConfig = DataConfig()
+    data: DataConfig = DataConfig()  # noqa: RUF009 - frozen, so one shared default is safe
     proxy: ProxyBudget = field(default_factory=ProxyBudget)
     constraints: Constraints = Constraints()
     early_stopping: EarlyStopping = EarlyStopping()

@@ -104,6 +104,12 @@ class _Interrupt(Exception):
     pass
 
 
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _now() -> _dt.datetime:
     return _dt.datetime.now()
 
@@ -172,6 +178,8 @@ class SearchDriver:
         self.on_event = on_event or (lambda kind, info: None)
         self.faults = faults if faults is not None else json.loads(os.environ.get("PLACEMENT_SEARCH_FAULTS", "{}"))
         self.space: SearchSpace = load_space(cfg.space)
+        path = self.space.path
+        self.space_text = Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
         self.first = resolve_evaluate_first(cfg, self.space)
         # compute at the target and proxy inputs, for every placement, from per-link tables
         self.target_costs = self.space.costs(
@@ -231,9 +239,11 @@ class SearchDriver:
             study.set_user_attr("proxy_num_classes", self.proxy_costs.num_classes)
             study.set_user_attr("placement_search_version", __version__)
             study.set_user_attr("groups", [g.name for g in self.space.groups])
-            if self.space.path is not None and Path(self.space.path).is_file():
-                # the space file itself, so that exported architectures rebuild without it
-                study.set_user_attr("space_toml", Path(self.space.path).read_text(encoding="utf-8"))
+            if self.space_text is not None:
+                # the space file itself, so that exported architectures rebuild without it, and
+                # its hash, so that a resume notices an edited file
+                study.set_user_attr("space_toml", self.space_text)
+                study.set_user_attr("space_sha256", _sha256(self.space_text))
             if self.cfg.artifacts.enabled:
                 study.set_user_attr("artifact_dir", str(self._artifact_dir(None)))
             created = True
@@ -245,6 +255,7 @@ class SearchDriver:
                     f"study {self.study_name!r} in {self.storage_url} was created with a different "
                     f"{', '.join(diff)}; its trials would not be comparable. Use --study-name for a new study"
                 )
+            self._check_space_unchanged(study)
             if [d.name.lower() for d in study.directions] != self.cfg.directions:
                 raise UserError(f"study {self.study_name!r}: its objectives differ from {list(self.cfg.objectives)}")
         self.study = study
@@ -263,6 +274,23 @@ class SearchDriver:
                 study.set_user_attr("artifact_dir", str(folder))
             self.artifact_store = FileSystemArtifactStore(str(folder))
         return study, created
+
+    def _check_space_unchanged(self, study: Any) -> None:
+        """A resumed study must train the space it was created with: the space file's text is
+        compared with the one the study stored (its hash, or the text itself for studies of
+        earlier releases)."""
+        if self.space_text is None:
+            return
+        stored = study.user_attrs.get("space_sha256")
+        if stored is None and study.user_attrs.get("space_toml") is not None:
+            stored = _sha256(study.user_attrs["space_toml"])
+        if stored is not None and stored != _sha256(self.space_text):
+            raise UserError(
+                f"study {self.study_name!r}: the space file {self.space.path} changed since the study was created "
+                "(its text is stored in the study); trials of the two versions would not be comparable. Restore "
+                "the file (placement-search export writes the stored one into each arch.json), or use --study-name "
+                "for a new study"
+            )
 
     def _artifact_dir(self, recorded: str | None) -> Path:
         """The artifact folder: the config's, else the one the study recorded, else next to a
@@ -698,6 +726,7 @@ class SearchDriver:
         trial_id, number = self._write_new(mt, rdb_waiting, TrialState.RUNNING, None, ua)
         spec: dict[str, Any] = {
             "space": cfg.space,
+            "space_toml": self.space_text,
             "placement": costs["placement"],
             "data": asdict(cfg.data),
             "proxy": budget,

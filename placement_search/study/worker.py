@@ -27,12 +27,29 @@ _SPACES: dict[str, Any] = {}
 _DATA: dict[str, Any] = {}
 
 
-def _space(spec: str) -> Any:
-    from ..space import load_space
+def _space(spec: str, text: str | None = None) -> Any:
+    """The trial's search space: from the space file's text the driver sent (so every node
+    builds the study's space, whatever its own copy of the file says), else by name or path."""
+    import hashlib
 
-    if spec not in _SPACES:
-        _SPACES[spec] = load_space(spec)
-    return _SPACES[spec]
+    key = hashlib.sha256(text.encode()).hexdigest() if text is not None else spec
+    if key not in _SPACES:
+        if text is not None:
+            import sys
+            from pathlib import Path
+
+            from ..space import space_from_dict
+
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib
+            _SPACES[key] = space_from_dict(tomllib.loads(text), Path(spec) if spec.endswith(".toml") else None)
+        else:
+            from ..space import load_space
+
+            _SPACES[key] = load_space(spec)
+    return _SPACES[key]
 
 
 def make_trial_data(cfg: dict[str, Any]) -> Any:
@@ -40,38 +57,9 @@ def make_trial_data(cfg: dict[str, Any]) -> Any:
     key = json.dumps(cfg, sort_keys=True)
     if key in _DATA:
         return _DATA[key]
-    if cfg["source"] == "synthetic":
-        from ..data.synthetic import SyntheticConfig, SyntheticMotion
+    from ..data.config import DataConfig
 
-        data: Any = SyntheticMotion(
-            SyntheticConfig(
-                frames=cfg["frames"],
-                size=cfg["size"],
-                seed=cfg["seed"],
-                difficulty=cfg["difficulty"],
-                eval_clips=cfg["eval_clips"],
-                version=cfg.get("version", 1),
-            )
-        )
-    else:
-        from ..data.video import video_clip_data
-
-        data = video_clip_data(
-            cfg["source"],
-            cfg["val"],
-            frames=cfg["frames"],
-            size=cfg["size"],
-            stride=cfg["stride"],
-            root=cfg["root"],
-            resize_to=cfg["resize_to"],
-            fps=cfg["fps"],
-            max_frames=cfg["max_frames"],
-            cache=cfg["cache"],
-            cache_dir=cfg["cache_dir"],
-            val_fraction=cfg["val_fraction"],
-            split_seed=cfg["split_seed"],
-            decode_workers=cfg["decode_workers"],
-        )
+    data = DataConfig(**cfg).build()
     _DATA.clear()  # one data set per worker process at a time
     _DATA[key] = data
     return data
@@ -138,7 +126,7 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if str(spec.get("evaluator") or "").startswith("table:"):
         yield from _table_trial(spec)
         return
-    space = _space(spec["space"])
+    space = _space(spec["space"], spec.get("space_toml"))
     placement = Placement.from_dict(spec["placement"], "trial placement")
     budget_kw = dict(spec["proxy"])
     if _fault(spec, "diverge"):
