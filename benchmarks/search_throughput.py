@@ -284,7 +284,7 @@ def main() -> None:
     import optuna
 
     from placement_search.study.config import load_study_config
-    from placement_search.study.storage import quiet_optuna
+    from placement_search.study.storage import open_storage, quiet_optuna
 
     quiet_optuna()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -302,31 +302,38 @@ def main() -> None:
         path.write_text(STUDY.format(trials=trials))
         return load_study_config(path)
 
-    seed = run_driver(cfg_for(2), url, 2)
-    drv = seed["driver"]
-    print(f"  driver construction (space cost tables): {seed['construct_s']:.2f} s (excluded)")
-    study = optuna.load_study(study_name="throughput", storage=url)
-    t0 = time.perf_counter()
-    filled = prefill(drv, study, PREFILL - len(study.get_trials(deepcopy=False)))
-    n_before = len(study.get_trials(deepcopy=False))
-    print(
-        f"  pre-fill: {len(filled)} trials (written as the driver writes them) in {time.perf_counter() - t0:.1f} s -> {n_before} trials"
-    )
+    def measure(url: str, label: str) -> tuple[float, Any, Any, int]:
+        seed = run_driver(cfg_for(2), url, 2)
+        drv = seed["driver"]
+        print(f"  [{label}] driver construction (space cost tables): {seed['construct_s']:.2f} s (excluded)")
+        study = optuna.load_study(study_name="throughput", storage=open_storage(url, create=False))
+        t0 = time.perf_counter()
+        filled = prefill(drv, study, PREFILL - len(study.get_trials(deepcopy=False)))
+        n_before = len(study.get_trials(deepcopy=False))
+        print(
+            f"  [{label}] pre-fill: {len(filled)} trials (written as the driver writes them) in "
+            f"{time.perf_counter() - t0:.1f} s -> {n_before} trials"
+        )
+        prof = cProfile.Profile() if args.profile and label == "SQLite" else None
+        m = run_driver(cfg_for(n_before + MEASURED), url, n_before + MEASURED, prof)
+        n_after = len(optuna.load_study(study_name="throughput", storage=open_storage(url, create=False)).get_trials())
+        added = n_after - n_before
+        res = m["result"]
+        rate = added / m["loop_s"]
+        print(
+            f"  [{label}] driver resume (open study, read {n_before} trials into the mirror): {m['setup_s']:.2f} s "
+            f"(excluded); construction {m['construct_s']:.2f} s (excluded)"
+        )
+        print(
+            f"  [{label}] driver: {added} new trials (trials {n_before}-{n_after - 1}; by status {res.by_status}) in "
+            f"{m['loop_s']:.2f} s = {1000 * m['loop_s'] / added:.1f} ms/trial, {rate:.1f} trials/s"
+        )
+        if prof is not None:
+            print_profile(prof, added)
+        return rate, drv, study, n_before
 
-    prof = cProfile.Profile() if args.profile else None
-    m = run_driver(cfg_for(n_before + MEASURED), url, n_before + MEASURED, prof)
-    n_after = len(optuna.load_study(study_name="throughput", storage=url).get_trials(deepcopy=False))
-    added = n_after - n_before
-    res = m["result"]
-    ours = added / m["loop_s"]
-    print(
-        f"  driver resume (open study, read {n_before} trials into the mirror): {m['setup_s']:.2f} s (excluded)"
-        f"; construction {m['construct_s']:.2f} s (excluded)"
-    )
-    print(
-        f"  driver: {added} new trials (trials {n_before}-{n_after - 1}; by status {res.by_status}) in "
-        f"{m['loop_s']:.2f} s = {1000 * m['loop_s'] / added:.1f} ms/trial, {ours:.1f} trials/s"
-    )
+    ours, drv, study, n_before = measure(url, "SQLite")
+    journal, _, _, _ = measure(f"journal:///{tmp / 'study.log'}", "journal")
 
     plain_s, plain_n = plain_optuna(url, [*study.get_trials(deepcopy=False)[:n_before]], drv, MEASURED)
     plain = MEASURED / plain_s
@@ -334,8 +341,6 @@ def main() -> None:
         f"  plain Optuna ask+tell (default TPESampler, {n_before} -> {plain_n} trials, same SQLite file): "
         f"{1000 * plain_s / MEASURED:.1f} ms/trial, {plain:.1f} trials/s"
     )
-    if prof is not None:
-        print_profile(prof, added)
     import ray
 
     ray.shutdown()
@@ -344,8 +349,8 @@ def main() -> None:
     print(f"  total benchmark time: {time.perf_counter() - t_all:.0f} s; goal >= {GOAL:.0f}/s: ", end="")
     print("met" if ours >= GOAL else "MISSED")
     print(
-        f"driver ask+tell at 1,000 trials: {ours:.1f}/s vs plain Optuna {plain:.1f}/s: {ours / plain:.1f}x "
-        f"(goal >= {GOAL:.0f}/s)"
+        f"driver ask+tell at 1,000 trials: SQLite {ours:.1f}/s, journal {journal:.1f}/s vs plain Optuna "
+        f"{plain:.1f}/s: {ours / plain:.1f}x (goal >= {GOAL:.0f}/s on SQLite)"
     )
 
 
