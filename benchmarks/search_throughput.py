@@ -141,10 +141,12 @@ def prefill(drv: Any, study: Any, n: int, seed: int = 0) -> list[Any]:
     from optuna.distributions import CategoricalDistribution
 
     template = study.get_trials(deepcopy=False)[0]
-    base_ua = {k: v for k, v in template.user_attrs.items() if k not in ("named", "retry_of")}
+    from placement_search.study.records import trial_attrs
+
+    base_ua = {k: v for k, v in trial_attrs(template).items() if k not in ("named", "retry_of", "values")}
     cons_keys = [k for k in template.system_attrs if k.startswith("constraints")]
     dists = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in drv.space.groups}
-    seen = {t.user_attrs.get("placement_string") for t in study.get_trials(deepcopy=False)}
+    seen = {trial_attrs(t).get("placement_string") for t in study.get_trials(deepcopy=False)}
     rng = random.Random(seed)
     out = []
     while len(out) < n:

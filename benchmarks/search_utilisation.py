@@ -105,6 +105,7 @@ def main() -> None:
 
     from placement_search.study.config import load_study_config
     from placement_search.study.driver import SearchDriver
+    from placement_search.study.records import trial_attrs
     from placement_search.study.storage import quiet_optuna
 
     quiet_optuna()
@@ -146,13 +147,13 @@ def main() -> None:
     wall = last - first
     study = optuna.load_study(study_name="utilisation", storage=url)
     busy = [
-        t.user_attrs["train_time_s"] for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == "ok"
+        trial_attrs(t)["train_time_s"] for t in study.get_trials(deepcopy=False) if trial_attrs(t).get("status") == "ok"
     ]
     util = sum(busy) / (WORKERS * wall)
     gaps = []
     for n, start in marks["starts"].items():  # dispatch -> result recorded, minus the trial's own busy time
         t = study.trials[n]
-        gaps.append(marks["ends"][n] - start - t.user_attrs["train_time_s"])
+        gaps.append(marks["ends"][n] - start - trial_attrs(t)["train_time_s"])
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)  # the SQLite files and trial artifacts
     shutil.rmtree(RAY_TMP, ignore_errors=True)
