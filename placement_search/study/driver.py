@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
 from ..errors import UserError
 from ..placement import Placement, placement_key
 from ..space import SearchSpace, load_space
@@ -45,8 +44,9 @@ from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .early_stop import compact
 from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
 from .lease import Lease
+from .opening import artifact_dir, enqueue_first, group_params, open_study, recover, requeue, trial_params
 from .proposer import Proposal, Proposer
-from .records import run_outcome, stored_result, write_finished, write_started
+from .records import run_outcome, write_finished, write_started
 from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
@@ -102,12 +102,6 @@ class _InFlight:
 
 class _Interrupt(Exception):
     pass
-
-
-def _sha256(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _now() -> _dt.datetime:
@@ -217,55 +211,31 @@ class SearchDriver:
             )
 
     def _open_study(self) -> tuple[Any, bool]:
-        import optuna
-
         self.storage = open_storage(self.storage_url, create=True)
-        created = False
-        try:
-            study = optuna.load_study(study_name=self.study_name, storage=self.storage)
-        except KeyError:
-            study = None
-        identity = self.cfg.identity()
-        if study is None:
-            study = optuna.create_study(
-                storage=self.storage, study_name=self.study_name, directions=self.cfg.directions, load_if_exists=True
-            )
-            study.set_metric_names(list(self.cfg.objectives))
-            study.set_user_attr("space", self.space.name)
-            study.set_user_attr("identity", identity)
-            study.set_user_attr("config", json.loads(json.dumps(self.cfg.to_dict(), default=str)))
-            study.set_user_attr("target_input", self.target_input)
-            study.set_user_attr("proxy_input", self.proxy_input)
-            study.set_user_attr("proxy_num_classes", self.proxy_costs.num_classes)
-            study.set_user_attr("placement_search_version", __version__)
-            study.set_user_attr("groups", [g.name for g in self.space.groups])
-            if self.space_text is not None:
-                # the space file itself, so that exported architectures rebuild without it, and
-                # its hash, so that a resume notices an edited file
-                study.set_user_attr("space_toml", self.space_text)
-                study.set_user_attr("space_sha256", _sha256(self.space_text))
-            if self.cfg.artifacts.enabled:
-                study.set_user_attr("artifact_dir", str(self._artifact_dir(None)))
-            created = True
-        else:
-            old = study.user_attrs.get("identity")
-            if old is not None and old != json.loads(json.dumps(identity)):
-                diff = [k for k in identity if json.loads(json.dumps(identity[k])) != old.get(k)]
-                raise UserError(
-                    f"study {self.study_name!r} in {self.storage_url} was created with a different "
-                    f"{', '.join(diff)}; its trials would not be comparable. Use --study-name for a new study"
-                )
-            self._check_space_unchanged(study)
-            if [d.name.lower() for d in study.directions] != self.cfg.directions:
-                raise UserError(f"study {self.study_name!r}: its objectives differ from {list(self.cfg.objectives)}")
+        attrs: dict[str, Any] = {
+            "target_input": self.target_input,
+            "proxy_input": self.proxy_input,
+            "proxy_num_classes": self.proxy_costs.num_classes,
+        }
+        if self.cfg.artifacts.enabled:
+            attrs["artifact_dir"] = str(artifact_dir(self.cfg, None, self.storage_url))
+        study, created = open_study(
+            self.storage,
+            name=self.study_name,
+            url=self.storage_url,
+            cfg=self.cfg,
+            space=self.space,
+            space_text=self.space_text,
+            attrs=attrs,
+        )
         self.study = study
         self.study_id = study._study_id
-        self._enqueue_first()
+        enqueue_first(study, self.space, self.first)
         self.artifact_store = None
         if self.cfg.artifacts.enabled:
             from optuna.artifacts import FileSystemArtifactStore
 
-            folder = self._artifact_dir(study.user_attrs.get("artifact_dir"))
+            folder = artifact_dir(self.cfg, study.user_attrs.get("artifact_dir"), self.storage_url)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -275,105 +245,8 @@ class SearchDriver:
             self.artifact_store = FileSystemArtifactStore(str(folder))
         return study, created
 
-    def _check_space_unchanged(self, study: Any) -> None:
-        """A resumed study must train the space it was created with: the space file's text is
-        compared with the one the study stored (its hash, or the text itself for studies of
-        earlier releases)."""
-        if self.space_text is None:
-            return
-        stored = study.user_attrs.get("space_sha256")
-        if stored is None and study.user_attrs.get("space_toml") is not None:
-            stored = _sha256(study.user_attrs["space_toml"])
-        if stored is not None and stored != _sha256(self.space_text):
-            raise UserError(
-                f"study {self.study_name!r}: the space file {self.space.path} changed since the study was created "
-                "(its text is stored in the study); trials of the two versions would not be comparable. Restore "
-                "the file (placement-search export writes the stored one into each arch.json), or use --study-name "
-                "for a new study"
-            )
-
-    def _artifact_dir(self, recorded: str | None) -> Path:
-        """The artifact folder: the config's, else the one the study recorded, else next to a
-        SQLite file (``<name>-artifacts``), else ``./placement-search-artifacts``."""
-        if self.cfg.artifacts.path:
-            return Path(self.cfg.artifacts.path)
-        if recorded:
-            return Path(recorded)
-        from .storage import storage_file
-
-        db = storage_file(self.storage_url)
-        if db is not None:
-            return (db.parent / f"{db.stem}-artifacts").resolve()
-        return (Path.cwd() / "placement-search-artifacts").resolve()
-
-    def _enqueue_first(self) -> None:
-        """Queue the ``evaluate_first`` placements the study has not seen yet (all of them for a
-        new study; names added to the study file since, on a resume)."""
-        from optuna.trial import TrialState
-
-        seen: set[str] = set()
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state == TrialState.WAITING:
-                try:
-                    seen.add(
-                        placement_key(self.space.from_group_tokens({k: str(v) for k, v in self._params(t).items()}))
-                    )
-                except UserError:
-                    continue
-            elif t.user_attrs.get("placement"):  # stored at dispatch
-                seen.add(placement_key(t.user_attrs["placement"]))
-        for name, p in self.first:
-            key = placement_key(p)
-            if key not in seen:
-                seen.add(key)
-                self.study.enqueue_trial(self._params_of(p), user_attrs={"named": name})
-
     def _params_of(self, p: Placement) -> dict[str, str]:
-        out = {}
-        for g in self.space.groups:
-            i = self.space.group_choice_index(p, g)
-            if i is None:
-                raise UserError(f"placement {self.space.placement_string(p)!r} is outside space {self.space.name!r}")
-            out[g.name] = g.tokens[i]
-        return out
-
-    def _recover(self) -> int:
-        """Trials left RUNNING by a driver that died: FAIL them and queue their placements again."""
-        from optuna.trial import TrialState
-
-        n = 0
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            done = stored_result(t)
-            if done is not None:
-                # the driver died after storing the result and before the final state: finish it
-                status = done["status"]
-                state = {"ok": TrialState.COMPLETE, "early_stopped": TrialState.PRUNED, "infeasible": TrialState.PRUNED}
-                values = done.get("values") if status == "ok" else None
-                if status != "ok" or values:
-                    self.storage.set_trial_state_values(t._trial_id, state.get(status, TrialState.FAIL), values)
-                    continue
-            write_finished(
-                self.storage,
-                t._trial_id,
-                state=TrialState.FAIL,
-                result={"status": "driver_died", "reason": "the driver stopped while this trial ran"},
-            )
-            self._requeue(t)
-            n += 1
-        return n
-
-    @staticmethod
-    def _params(t: Any) -> dict[str, Any]:
-        """A trial's placement params; a queued row holds them as ``fixed_params`` (and a row
-        caught between its queue and its start may hold only some as params)."""
-        return dict(t.system_attrs.get("fixed_params") or t.params)
-
-    def _requeue(self, t: Any) -> None:
-        """Queue a trial's placement again for the next run (it keeps its name)."""
-        params = self._params(t)
-        if params:
-            ua = {"retry_of": t.number, **({"named": t.user_attrs["named"]} if t.user_attrs.get("named") else {})}
-            self.study.enqueue_trial(params, user_attrs=ua)
+        return group_params(self.space, p)
 
     def _build_mirror(self) -> None:
         from optuna.trial import TrialState
@@ -381,7 +254,7 @@ class SearchDriver:
         trials = self.study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state.is_finished()]
         queue = [
-            (t._trial_id, t.number, self._params(t), dict(t.user_attrs))
+            (t._trial_id, t.number, trial_params(t), dict(t.user_attrs))
             for t in sorted(trials, key=lambda t: t.number)
             if t.state == TrialState.WAITING
         ]
@@ -404,7 +277,7 @@ class SearchDriver:
         self.lease = Lease(self.study, self.study_name)
         self.lease.claim()
         self.study.set_user_attr("target_trials", self.target_trials)
-        recovered = self._recover()
+        recovered = recover(self.study, self.storage)
         self._build_mirror()
         self.counted_at_start = self.book.counted
         self._terminate = False
@@ -932,7 +805,7 @@ class SearchDriver:
             ua = {"status": "interrupted", "reason": "cancelled by the user (Ctrl-C or SIGTERM)"}
             try:
                 write_finished(self.storage, t._trial_id, state=TrialState.FAIL, result=ua)
-                self._requeue(t)
+                requeue(self.study, t)
             except Exception:
                 continue  # left RUNNING: the next run recovers it
             self.book.note("interrupted")
