@@ -41,7 +41,7 @@ from ..placement import Placement, placement_key
 from ..space import SearchSpace, load_space
 from .book import Book
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
-from .early_stop import compact
+from .dispatch import proxy_budget, trial_files, trial_spec
 from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
 from .lease import Lease
 from .opening import artifact_dir, enqueue_first, group_params, open_study, recover, requeue, trial_params
@@ -586,9 +586,7 @@ class SearchDriver:
     ) -> None:
         from optuna.trial import TrialState
 
-        cfg = self.cfg
-        budget = asdict(cfg.proxy)
-        budget["threads"] = max(1, int(cfg.resources.cpus))
+        budget = proxy_budget(self.cfg)
         ua = {
             **costs,
             **extra,
@@ -597,40 +595,16 @@ class SearchDriver:
             "proxy_budget": {k: v for k, v in budget.items() if k not in ("threads", "log_every")},
         }
         trial_id, number = self._write_new(mt, rdb_waiting, TrialState.RUNNING, None, ua)
-        spec: dict[str, Any] = {
-            "space": cfg.space,
-            "space_toml": self.space_text,
-            "placement": costs["placement"],
-            "data": asdict(cfg.data),
-            "proxy": budget,
-            "target": asdict(cfg.target),
-            "macs": costs["macs"],
-            "fault": self.faults.get(costs["placement_string"]),
-            "cost_table": self.cfg.artifacts.enabled,
-            "keep_weights": self.cfg.artifacts.enabled and self.cfg.artifacts.keep_weights != "none",
-            "evaluator": cfg.evaluator,
-            "placement_string": costs["placement_string"],
-            "draw": cfg.proxy.seed * 1_000_003 + number,  # which table seed answers (table evaluator)
-        }
-        if cfg.needs_latency:
-            spec["latency"] = {
-                "input_shape": list(self.target_costs.input_shape),
-                "max_ms": cfg.constraints.max_latency_ms,
-            }
-        es = cfg.early_stopping
-        # named placements (evaluate_first: the paper's families, reference models) run their
-        # whole budget: they are the study's fixed points of comparison
-        if es.enabled and cfg.proxy.eval_every and not extra.get("named"):
-            refs, counts = compact(self.book.reference, costs["macs"], keep=max(es.min_dominating, 3))
-            spec["early_stopping"] = {
-                "margin": es.margin,
-                "min_trials": es.min_trials,
-                "min_dominating": es.min_dominating,
-                "reference": [
-                    {"trial": r.trial, "macs": r.macs, "curve": {str(s): a for s, a in r.curve.items()}} for r in refs
-                ],
-                "counts": {str(s): n for s, n in counts.items()},
-            }
+        spec = trial_spec(
+            self.cfg,
+            costs,
+            number=number,
+            space_text=self.space_text,
+            target_shape=tuple(self.target_costs.input_shape),
+            reference=self.book.reference,
+            named=bool(extra.get("named")),
+            fault=self.faults.get(costs["placement_string"]),
+        )
         fl = _InFlight(number, trial_id, mt, key, placement, costs, spec, named=extra.get("named"))
         fl.started_attrs = ua
         fl.constraints = frozenset(k for k in self.proposer.frozen(mt).system_attrs if k.startswith("constraints:"))
@@ -760,35 +734,14 @@ class SearchDriver:
     def _artifacts(
         self, fl: _InFlight, final: dict[str, Any], ua: dict[str, Any], values: list[float] | None
     ) -> list[tuple[str, bytes, str]]:
-        """A finished trial's files, ``(filename, data, mimetype)``, for the artifact store."""
-        import csv
-        import io
-
-        files: list[tuple[str, bytes, str]] = [
-            ("placement.json", json.dumps(fl.costs["placement"], indent=2).encode(), "application/json")
-        ]
-        if final.get("cost_table"):
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=["position", "op", "kt", "params", "macs", "flops"])
-            w.writeheader()
-            w.writerows(final["cost_table"])
-            files.append(("costs.csv", buf.getvalue().encode(), "text/csv"))
-        if final.get("result"):
-            r = final["result"]
-            steps = sorted({s for s, _ in r["loss_curve"]} | {s for s, _ in r["eval_curve"]})
-            loss, acc = dict(r["loss_curve"]), dict(r["eval_curve"])
-            buf = io.StringIO()
-            buf.write("step,train_loss,eval_accuracy\n")
-            for step in steps:
-                buf.write(f"{step},{loss.get(step, '')},{acc.get(step, '')}\n")
-            files.append(("curve.csv", buf.getvalue().encode(), "text/csv"))
+        """A finished trial's files for the artifact store (weights as ``keep_weights`` says)."""
         keep = self.cfg.artifacts.keep_weights
-        if final.get("weights") and (
+        kept = bool(final.get("weights")) and (
             keep == "all" or (keep == "pareto" and values is not None and self.book.on_front(values))
-        ):
-            files.append(("weights.safetensors", final["weights"], "application/octet-stream"))
+        )
+        if kept:
             ua["weights_kept"] = True
-        return files
+        return trial_files(fl.costs["placement"], final, kept)
 
     def _cancel_all(self) -> None:
         """Ctrl-C / SIGTERM: cancel running trials, record them, queue them for the next run."""
