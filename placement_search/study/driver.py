@@ -41,12 +41,13 @@ from ..placement import Placement, placement_key
 from ..space import SearchSpace, load_space
 from .book import Book
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
+from .costing import StudyCosts
 from .dispatch import proxy_budget, trial_files, trial_spec
 from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
 from .lease import Lease
 from .opening import artifact_dir, enqueue_first, group_params, open_study, recover, requeue, trial_params
 from .proposer import Proposal, Proposer
-from .records import run_outcome, write_finished, write_started
+from .records import run_outcome, write_finished, write_trial
 from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
@@ -176,17 +177,10 @@ class SearchDriver:
         self.space_text = Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
         self.first = resolve_evaluate_first(cfg, self.space)
         # compute at the target and proxy inputs, for every placement, from per-link tables
-        self.target_costs = self.space.costs(
-            frames=cfg.target.frames, size=cfg.target.size, num_classes=cfg.target.num_classes
-        )
-        self.proxy_costs = self.space.costs(
-            frames=cfg.data.frames, size=cfg.data.size, num_classes=cfg.data.num_classes()
-        )
-        t_shape = self.target_costs.input_shape
-        p_shape = self.proxy_costs.input_shape
-        self.target_input = f"{t_shape[2]}x{t_shape[3]}x{t_shape[4]}"
-        self.proxy_input = f"{p_shape[2]}x{p_shape[3]}x{p_shape[4]}"
-        self._check_feasible_exists()
+        self.costs = StudyCosts(cfg, self.space)
+        self.target_costs, self.proxy_costs = self.costs.target, self.costs.proxy
+        self.target_input, self.proxy_input = self.costs.target_input, self.costs.proxy_input
+        self.costs.check_feasible_exists()
         self.inflight: dict[Any, _InFlight] = {}
         self.dup_waiting: dict[str, list[tuple[Any, tuple[int, int, dict[str, Any], dict[str, Any]]]]] = {}
         self.book = Book(cfg.directions)
@@ -197,19 +191,6 @@ class SearchDriver:
         self._pushed_at = -1  # number of finished trials at the last figure push
 
     # -- set-up -------------------------------------------------------------------------------
-    def _check_feasible_exists(self) -> None:
-        c = self.cfg.constraints
-        if c.max_macs is None and c.max_params is None:
-            return
-        low = self.target_costs.summary()
-        if (c.max_macs is not None and c.max_macs < low["min_macs"]) or (
-            c.max_params is not None and c.max_params < low["min_params"]
-        ):
-            raise UserError(
-                f"{self.cfg.path or 'study'}: [constraints]: no placement of space {self.space.name!r} fits "
-                f"(cheapest: {low['min_macs']:,} MACs, fewest params: {low['min_params']:,} at {self.target_input})"
-            )
-
     def _open_study(self) -> tuple[Any, bool]:
         self.storage = open_storage(self.storage_url, create=True)
         attrs: dict[str, Any] = {
@@ -423,7 +404,7 @@ class SearchDriver:
             self.dup_waiting.setdefault(p.key, []).append((p.mt, p.item))
             self.idle_proposals += 1
             return
-        violations = self._violations(costs)
+        violations = self.costs.violations(costs)
         if any(v > 0 for v in violations.values()):
             self._record_infeasible(p.mt, p.waiting, p.key, costs, violations, p.extra)
             return
@@ -438,37 +419,7 @@ class SearchDriver:
             self.idle_proposals += 1
 
     def _costs(self, p: Placement) -> dict[str, Any]:
-        macs, params = self.target_costs.cost(p)
-        pmacs, _ = self.proxy_costs.cost(p)
-        return {
-            "placement": p.to_dict(),
-            "placement_string": self.space.placement_string(p),
-            "params": int(params),
-            "macs": int(macs),
-            "flops": 2 * int(macs),
-            "proxy_macs": int(pmacs),
-            "proxy_flops": 2 * int(pmacs),
-            "target_input": self.target_input,
-            "proxy_input": self.proxy_input,
-        }
-
-    def _violations(self, costs: dict[str, Any]) -> dict[str, float]:
-        c = self.cfg.constraints
-        out = {}
-        if c.max_macs is not None:
-            out["max_macs"] = (costs["macs"] - c.max_macs) / c.max_macs
-        if c.max_params is not None:
-            out["max_params"] = (costs["params"] - c.max_params) / c.max_params
-        return out
-
-    def _values(self, accuracy: float, costs: dict[str, Any]) -> list[float]:
-        m = {
-            "accuracy": accuracy,
-            "macs": costs["macs"],
-            "params": costs["params"],
-            "latency_ms": costs.get("latency_ms"),
-        }
-        return [float(m[o]) for o in self.cfg.objectives]
+        return self.costs.of(p)
 
     # -- writing trials ---------------------------------------------------------------------
     def _write_new(
@@ -479,36 +430,19 @@ class SearchDriver:
         values: list[float] | None,
         user_attrs: dict[str, Any],
     ) -> tuple[int, int]:
-        """Write a trial to the storage in one transaction: a new row, or the WAITING row it came from."""
-        from optuna.trial import TrialState
-
+        """Write a trial: a new row (one call), or the WAITING row it came from."""
         frozen = self.proposer.frozen(mt)
-        system_attrs = {k: v for k, v in frozen.system_attrs.items() if k != "fixed_params"}
-        if rdb_waiting is None:
-            return write_started(
-                self.storage,
-                self.study_id,
-                state=state,
-                params=mt.params,
-                distributions=self.proposer.dists,
-                user_attrs=user_attrs,
-                system_attrs=system_attrs,
-                values=values,
-            )
-        # a queued (WAITING) row: attributes and params first, RUNNING last, so that a crash in
-        # between leaves it WAITING (its ``fixed_params`` intact) for the next run
-        trial_id, number = rdb_waiting
-        for k, v in user_attrs.items():
-            self.storage.set_trial_user_attr(trial_id, k, v)
-        for k, v in system_attrs.items():
-            self.storage.set_trial_system_attr(trial_id, k, v)
-        for name, value in mt.params.items():
-            dist = self.proposer.dists[name]
-            self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
-        self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
-        if state != TrialState.RUNNING:
-            self.storage.set_trial_state_values(trial_id, state, values)
-        return trial_id, number
+        return write_trial(
+            self.storage,
+            self.study_id,
+            rdb_waiting,
+            state=state,
+            params=mt.params,
+            distributions=self.proposer.dists,
+            user_attrs=user_attrs,
+            system_attrs={k: v for k, v in frozen.system_attrs.items() if k != "fixed_params"},
+            values=values,
+        )
 
     def _record_reused(
         self, mt: Any, rdb_waiting: tuple[int, int] | None, key: str, costs: dict[str, Any], extra: dict[str, Any]
@@ -690,7 +624,7 @@ class SearchDriver:
         status, state, result = run_outcome(final, failure, margin=self.cfg.early_stopping.margin)
         ua.update(result)
         if status == "ok":
-            values = self._values(result["accuracy"], fl.costs)
+            values = self.costs.values(result["accuracy"], fl.costs)
         files = self._artifacts(fl, final, ua, values) if self.artifact_store is not None else []
         # constraints set since dispatch (a measured latency): the others are stored already
         frozen_sys = self.proposer.frozen(fl.mirror).system_attrs

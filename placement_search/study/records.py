@@ -37,6 +37,7 @@ __all__ = [
     "trial_status",
     "write_finished",
     "write_started",
+    "write_trial",
 ]
 
 #: the user attribute that holds a finished trial's results (this release's layout)
@@ -207,6 +208,49 @@ def write_started(
     )
     trial_id = storage.create_new_trial(study_id, template_trial=template)
     return int(trial_id), int(storage.get_trial_number_from_id(trial_id))
+
+
+def write_trial(
+    storage: Any,
+    study_id: int,
+    waiting: tuple[int, int] | None,
+    *,
+    state: Any,
+    params: Mapping[str, Any],
+    distributions: Mapping[str, Any],
+    user_attrs: Mapping[str, Any],
+    system_attrs: Mapping[str, Any],
+    values: Sequence[float] | None = None,
+) -> tuple[int, int]:
+    """A proposed trial into storage: a new row (:func:`write_started`), or the study's queued
+    (WAITING) row ``waiting = (trial_id, number)`` it came from. A queued row gets its
+    attributes and params first and RUNNING last, so that a crash in between leaves it WAITING
+    (its ``fixed_params`` intact) for the next run."""
+    from optuna.trial import TrialState
+
+    if waiting is None:
+        return write_started(
+            storage,
+            study_id,
+            state=state,
+            params=params,
+            distributions=distributions,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+            values=values,
+        )
+    trial_id, number = waiting
+    for k, v in user_attrs.items():
+        storage.set_trial_user_attr(trial_id, k, v)
+    for k, v in system_attrs.items():
+        storage.set_trial_system_attr(trial_id, k, v)
+    for name, value in params.items():
+        dist = distributions[name]
+        storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
+    storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+    if state != TrialState.RUNNING:
+        storage.set_trial_state_values(trial_id, state, _checked_values(values))
+    return trial_id, number
 
 
 def write_finished(
