@@ -43,7 +43,7 @@ from .book import Book
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .costing import StudyCosts
 from .dispatch import proxy_budget, trial_files, trial_spec
-from .executor import WORKER_DEATH, Executor, InlineExecutor, RayExecutor
+from .executor import Executor, InlineExecutor, RayExecutor, classify_error
 from .lease import Lease
 from .opening import artifact_dir, enqueue_first, group_params, open_study, recover, requeue, trial_params
 from .proposer import Proposal, Proposer
@@ -560,35 +560,27 @@ class SearchDriver:
             self._conclude(fl, None)
             return
         except Exception as e:  # a Ray error: the worker died, or the trial's code raised
-            name = type(e).__name__
-            if any(c.__name__ in WORKER_DEATH for c in type(e).__mro__):
+            err = classify_error(e)
+            if err.kind == "worker_died":
                 del self.inflight[gen]
                 if fl.attempt <= self.cfg.resources.retries:
                     fl.attempt += 1
-                    self.on_event("retry", {"number": fl.number, "attempt": fl.attempt, "error": name})
+                    self.on_event("retry", {"number": fl.number, "attempt": fl.attempt, "error": err.name})
                     self._submit(fl)
                 else:
                     self.inflight[gen] = fl
-                    self._conclude(
-                        fl,
-                        {
-                            "status": "worker_died",
-                            "reason": f"the Ray worker died ({name}) in all {fl.attempt} attempts",
-                        },
-                    )
-                return
-            cause = getattr(e, "cause", None) or e
-            text = str(cause).strip().splitlines()
-            if isinstance(cause, UserError):
+                    reason = f"{err.message} in all {fl.attempt} attempts"
+                    self._conclude(fl, {"status": "worker_died", "reason": reason})
+            elif err.kind == "setup":
                 # the study's set-up, not the placement, is wrong (unreadable data on a worker,
                 # a device it does not have): every trial would fail the same way. Stop; the
                 # run's clean-up records the running trials and queues them again.
                 raise UserError(
-                    f"trial {fl.number} ({fl.costs['placement_string']}) on a worker: {str(cause).strip()}\n"
+                    f"trial {fl.number} ({fl.costs['placement_string']}) on a worker: {err.message}\n"
                     "the study stopped; its running trials are queued again: fix the study file and run it again"
                 ) from None
-            reason = f"{type(cause).__name__}: {text[-1] if text else ''}"[:500]
-            self._conclude(fl, {"status": "failed", "reason": reason})
+            else:
+                self._conclude(fl, {"status": "failed", "reason": err.message})
             return
         kind = event.get("event")
         if kind == "started":

@@ -17,14 +17,46 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
 
-__all__ = ["WORKER_DEATH", "Executor", "InlineExecutor", "RayExecutor"]
+__all__ = [
+    "WORKER_DEATH",
+    "Executor",
+    "InlineExecutor",
+    "RayExecutor",
+    "TrialError",
+    "classify_error",
+]
 
 #: Ray errors that mean the worker (or its node) died rather than the trial's own code failing
 WORKER_DEATH = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "ActorDiedError")
+
+
+@dataclass(frozen=True)
+class TrialError:
+    """What an exception from a running trial means for the study.
+
+    ``kind``: ``worker_died`` (the process or node is gone: the trial may run again),
+    ``setup`` (a :class:`UserError` raised on a worker: the study's set-up is wrong, every
+    trial would fail the same way) or ``failed`` (the trial's own code raised)."""
+
+    kind: str
+    name: str
+    message: str
+
+
+def classify_error(e: BaseException) -> TrialError:
+    name = type(e).__name__
+    if any(c.__name__ in WORKER_DEATH for c in type(e).__mro__):
+        return TrialError("worker_died", name, f"the Ray worker died ({name})")
+    cause = getattr(e, "cause", None) or e
+    if isinstance(cause, UserError):
+        return TrialError("setup", type(cause).__name__, str(cause).strip())
+    text = str(cause).strip().splitlines()
+    return TrialError("failed", type(cause).__name__, f"{type(cause).__name__}: {text[-1] if text else ''}"[:500])
 
 
 class Executor:
