@@ -68,6 +68,8 @@ __all__ = [
     "builtin_spaces_dir",
     "list_spaces",
     "load_space",
+    "space_from_dict",
+    "space_from_text",
 ]
 
 SPACE_SCHEMA_VERSION = 1
@@ -467,6 +469,16 @@ def load_space(spec: str | Path) -> SearchSpace:
         raise UserError(f"{path}: not a valid TOML file: {e}") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read the search-space file: {e}") from None
+    return space_from_dict(data, path)
+
+
+def space_from_text(text: str, path: Path | None = None, where: str | None = None) -> SearchSpace:
+    """A space from a space file's text (as a study or an ``arch.json`` stores it); ``where``
+    names the text in errors (default: ``path``)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{where or path or '<space>'}: not valid TOML: {e}") from None
     return space_from_dict(data, path)
 
 

@@ -69,12 +69,12 @@ from ..architecture import (
 from ..cost import Cost, meta_build
 from ..errors import UserError
 from ..placement import Placement
-from ..space import SearchSpace, load_space, space_from_dict
+from ..space import SearchSpace
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 __all__ = ["FORMATS", "ExportedArchitecture", "export_study", "parse_formats"]
 
@@ -169,23 +169,10 @@ def _safe_url(url: str) -> str:
 
 
 def _study_space(study: Any) -> tuple[SearchSpace, str, str]:
-    """The study's space (from the space file text it stored), its TOML text, and a note for errors."""
-    name = study.user_attrs.get("space")
-    text = study.user_attrs.get("space_toml")
-    if isinstance(text, str):
-        try:
-            space = space_from_dict(tomllib.loads(text), None)
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"study {study.study_name!r}: its stored space file is not valid TOML: {e}") from None
-        except UserError as e:
-            raise UserError(f"study {study.study_name!r}: its stored space file: {e}") from None
-        return space, text, "the space file stored with the study"
-    if not isinstance(name, str):
-        raise UserError(f"study {study.study_name!r} records no search space (was it created by placement-search run?)")
-    space = load_space(name)
-    if space.path is None:  # pragma: no cover - load_space always sets it
-        raise UserError(f"study {study.study_name!r}: cannot find the text of space {name!r}")
-    return space, space.path.read_text(encoding="utf-8"), f"the shipped space {name!r} (the study stored no space file)"
+    from ..study.records import study_space
+
+    space, text, note = study_space(study)
+    return space, text, note
 
 
 def _open(storage_url: str, study_name: str) -> _Study:

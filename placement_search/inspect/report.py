@@ -23,24 +23,12 @@ __all__ = ["render_report", "report_data", "study_space", "write_report"]
 
 
 def study_space(study: Any) -> Any | None:
-    """The study's search space, from the space file it recorded (else the shipped space)."""
-    import sys
+    """The study's search space (see :func:`placement_search.study.records.study_space`), or
+    None where it cannot be rebuilt: the report then leaves out what needs it."""
+    from ..study.records import study_space as space_of
 
-    from ..space import load_space, space_from_dict
-
-    text = study.user_attrs.get("space_toml")
-    if text:
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib
-        try:
-            return space_from_dict(tomllib.loads(text))
-        except Exception:
-            pass
-    name = study.user_attrs.get("space")
     try:
-        return load_space(name) if name else None
+        return space_of(study)[0]
     except UserError:
         return None
 

@@ -48,9 +48,9 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 __all__ = [
     "OUTPUT_SUFFIXES",
@@ -378,9 +378,9 @@ def _order_from_arch(arch: Path, state: Mapping[str, torch.Tensor], notes: list[
         data = json.loads(arch.read_text(encoding="utf-8"))
         space_info = data["space"]
         from ..placement import Placement
-        from ..space import space_from_dict
+        from ..space import space_from_text
 
-        space = space_from_dict(tomllib.loads(space_info["toml"]))
+        space = space_from_text(space_info["toml"], where=f"{arch}: space.toml")
         placement = Placement.from_dict(data["placement"], f"{arch}: placement")
         num_classes = data.get("num_classes", 400)
         order = _model_order(space, placement, num_classes if isinstance(num_classes, int) else 400, state)

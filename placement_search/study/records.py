@@ -33,6 +33,7 @@ __all__ = [
     "TrialRecord",
     "placement_key",
     "run_outcome",
+    "study_space",
     "trial_attrs",
     "trial_status",
     "write_finished",
@@ -302,3 +303,25 @@ def stored_result(trial: Any) -> dict[str, Any] | None:
     the final state), or None."""
     r = trial.user_attrs.get(RESULT)
     return dict(r) if isinstance(r, Mapping) and r.get("status") not in (None, "running") else None
+
+
+def study_space(study: Any) -> tuple[Any, str, str]:
+    """The search space a study ran, from the space file text it stored (else the shipped space
+    it names), with that text and a note on where it came from; errors name the study."""
+    from ..errors import UserError
+    from ..space import load_space, space_from_text
+
+    name = study.user_attrs.get("space")
+    text = study.user_attrs.get("space_toml")
+    if isinstance(text, str):
+        try:
+            space = space_from_text(text, where="its stored space file")
+        except UserError as e:
+            raise UserError(f"study {study.study_name!r}: {e}") from None
+        return space, text, "the space file stored with the study"
+    if not isinstance(name, str):
+        raise UserError(f"study {study.study_name!r} records no search space (was it created by placement-search run?)")
+    space = load_space(name)
+    if space.path is None:  # pragma: no cover - load_space always sets it
+        raise UserError(f"study {study.study_name!r}: cannot find the text of space {name!r}")
+    return space, space.path.read_text(encoding="utf-8"), f"the shipped space {name!r} (the study stored no space file)"

@@ -35,16 +35,11 @@ def _space(spec: str, text: str | None = None) -> Any:
     key = hashlib.sha256(text.encode()).hexdigest() if text is not None else spec
     if key not in _SPACES:
         if text is not None:
-            import sys
             from pathlib import Path
 
-            from ..space import space_from_dict
+            from ..space import space_from_text
 
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover
-                import tomli as tomllib
-            _SPACES[key] = space_from_dict(tomllib.loads(text), Path(spec) if spec.endswith(".toml") else None)
+            _SPACES[key] = space_from_text(text, Path(spec) if spec.endswith(".toml") else None)
         else:
             from ..space import load_space
 
