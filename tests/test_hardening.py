@@ -485,3 +485,34 @@ def test_missing_sqlite_folder_is_created_and_said(tmp_path, capsys):
     open_storage(f"sqlite:///{tmp_path / 'new' / 'deeper' / 's.db'}", create=True)
     err = capsys.readouterr().err
     assert f"created the folder {tmp_path / 'new' / 'deeper'}" in err
+
+
+def test_postgresql_without_its_extra_names_the_extra(tmp_path):
+    """PostgreSQL support is the ``postgres`` extra: without psycopg2 a postgresql URL is one
+    error naming the extra (psycopg2 hidden from a child process, as if not installed)."""
+    code = (
+        "import sys; sys.modules['psycopg2'] = None\n"
+        "from placement_search.cli import main\n"
+        "sys.exit(main(['status', '--storage', 'postgresql+psycopg2://me:secret@127.0.0.1:1/db', '--study', 'x']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "placement-search[postgres]" in r.stderr and "Traceback" not in r.stderr
+    assert "secret" not in r.stderr  # the password is not echoed
+
+
+def test_ray_address_comes_from_the_environment_unless_given(monkeypatch):
+    """As with Ray's own tools: no --ray-address joins the cluster $RAY_ADDRESS names; an
+    explicit address (or 'local') wins."""
+    from types import SimpleNamespace
+
+    from placement_search.study.executor import RayExecutor
+
+    res = SimpleNamespace(cpus=1, gpus=0, memory_gb=None, max_concurrent=None)
+    ray_cfg = SimpleNamespace(num_cpus=None, num_gpus=None, object_store_memory=None)
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    ex = RayExecutor(lambda spec: iter(()), res, ray_cfg, None)
+    assert (ex.address, ex.address_from) == ("10.0.0.5:6379", "$RAY_ADDRESS")
+    assert RayExecutor(lambda spec: iter(()), res, ray_cfg, "local").address == "local"
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert RayExecutor(lambda spec: iter(()), res, ray_cfg, None).address is None

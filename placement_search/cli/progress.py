@@ -63,7 +63,8 @@ class Progress:
         elif kind == "ray":
             res = info["resources"]
             gpus = f", {res.get('GPU', 0):g} GPUs" if res.get("GPU") else ""
-            self._print(f"Ray: {res.get('CPU', 0):g} CPUs{gpus}; {info['slots']} trials at a time")
+            mode = f" ({info['mode']})" if info.get("mode") else ""
+            self._print(f"Ray{mode}: {res.get('CPU', 0):g} CPUs{gpus}; {info['slots']} trials at a time")
         elif kind == "start":
             pass
         elif kind == "end_trial":

@@ -242,7 +242,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--study-name", metavar="NAME", help="study name (default: the study file's)")
     p.add_argument("--trials", type=positive, metavar="N", help="stop once the study holds N counted trials")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop proposing after this long")
-    p.add_argument("--ray-address", metavar="ADDR", help="'auto' or host:port to join a Ray cluster (default: local)")
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="'auto' or host:port to join a Ray cluster, 'local' for a new local instance (default: $RAY_ADDRESS if set, else local)",
+    )
     p.set_defaults(func=cmd_run)
 
     storage_help = f"SQLAlchemy URL of the study storage (default {DEFAULT_STORAGE})"

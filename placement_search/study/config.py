@@ -145,7 +145,7 @@ class EarlyStopping:
 
 @dataclass(frozen=True)
 class RayConfig:
-    """Where trials run. No address: a new local Ray instance (``num_cpus``/``num_gpus``: its size,
+    """Where trials run. No address: the cluster ``$RAY_ADDRESS`` names, else a new local Ray instance (``num_cpus``/``num_gpus``: its size,
     default the machine's). ``"auto"`` or ``host:port`` joins an existing cluster."""
 
     address: str | None = None

@@ -119,7 +119,8 @@ class SearchDriver:
         trials: stop once the study holds this many counted trials (trained, stopped early or
             failed for good; reused and infeasible ones are free). Default: the config's.
         timeout: stop proposing after this many seconds of this run; running trials finish.
-        ray_address: ``None``/``"local"``: a new local Ray instance; ``"auto"`` or an address: join.
+        ray_address: ``"local"``: a new local Ray instance; ``"auto"`` or an address: join;
+            ``None``: the cluster ``$RAY_ADDRESS`` names, else a new local instance.
         on_event: called with ``(kind, info)`` for progress displays.
         faults: test hook, placement string -> ``raise`` | ``diverge`` | ``kill`` (default: the JSON
             object in ``$PLACEMENT_SEARCH_FAULTS``).

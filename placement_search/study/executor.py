@@ -16,6 +16,7 @@ worker died).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,7 +99,9 @@ class RayExecutor(Executor):
         trial_fn: the generator a task runs (:func:`.worker.run_trial`).
         resources: the study's ``[resources]`` (per-trial CPUs, GPUs, memory, concurrency).
         ray_config: the study's ``[ray]`` (size of a new local instance).
-        address: ``None``/``"local"``: a new local Ray instance; ``"auto"`` or an address: join.
+        address: ``"local"``: a new local Ray instance; ``"auto"`` or ``host:port``: join that
+            cluster; ``None``: join the cluster ``$RAY_ADDRESS`` names (as Ray's own tools do),
+            else start a local instance.
     """
 
     def __init__(
@@ -107,6 +110,11 @@ class RayExecutor(Executor):
         self.trial_fn = trial_fn
         self.resources = resources
         self.ray_config = ray_config
+        if address is None:
+            address = os.environ.get("RAY_ADDRESS") or None
+            self.address_from = "$RAY_ADDRESS" if address else None
+        else:
+            self.address_from = "--ray-address"
         self.address = address
         self.own = False
         self._remote: Any = None
@@ -141,7 +149,7 @@ class RayExecutor(Executor):
         try:
             ray.init(**kw)
         except ConnectionError as e:
-            raise UserError(f"--ray-address {self.address}: {str(e).splitlines()[0]}") from None
+            raise UserError(f"{self.address_from} {self.address}: {str(e).splitlines()[0]}") from None
         self.own = True
 
     def slots(self) -> int:
@@ -169,7 +177,9 @@ class RayExecutor(Executor):
     def describe(self) -> dict[str, Any]:
         import ray
 
-        return {"resources": ray.cluster_resources()}
+        local = self.address in (None, "", "local")
+        mode = "a new local Ray instance" if local else f"the Ray cluster at {self.address} (from {self.address_from})"
+        return {"resources": ray.cluster_resources(), "mode": mode}
 
     def submit(self, spec: dict[str, Any]) -> Any:
         if self._remote is None:

@@ -139,12 +139,29 @@ def open_storage(url: str, *, create: bool) -> Any:
             rdb.engine.dispose()  # connections opened so far get the pragma too
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         raise UserError(f"--storage: cannot open {url}: {str(e).splitlines()[0]}") from None
-    except ImportError as e:  # SQLAlchemy's default driver for the URL is not installed
-        hint = " (psycopg2 is installed: write postgresql+psycopg2://...)" if url.startswith("postgresql:") else ""
-        raise UserError(f"--storage: {url}: no database driver for it: {str(e).splitlines()[0]}{hint}") from None
+    except ImportError as e:  # the database driver for the URL is not installed
+        raise UserError(
+            f"--storage: {_safe(url)}: no database driver for it ({str(e).splitlines()[0]}); {_driver_hint(url)}"
+        ) from None
     except RuntimeError as e:  # schema version mismatch
         raise UserError(f"--storage: {url}: {str(e).splitlines()[0]}") from None
     return optuna.storages.get_storage(rdb)
+
+
+def _safe(url: str) -> str:
+    """A URL with its password hidden, for messages."""
+    import re
+
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
+def _driver_hint(url: str) -> str:
+    if url.startswith("postgresql"):
+        return (
+            "PostgreSQL support is an extra: pip install 'placement-search[postgres]' "
+            "(psycopg2), and write the URL as postgresql+psycopg2://user@host/db"
+        )
+    return "install the database driver SQLAlchemy names for this URL"
 
 
 def _open_journal(path: Path) -> Any:
