@@ -202,7 +202,9 @@ def test_stopped_runs_are_recorded_pruned_with_their_dominators(tmp_path):
     assert "stopped at step 3" in trial_attrs(t)["reason"]
 
 
-@pytest.mark.parametrize("sampler", [s for s in SAMPLERS if s != "families"])  # families: runs its queue only, tested above
+@pytest.mark.parametrize(
+    "sampler", [s for s in SAMPLERS if s != "families"]
+)  # families: runs its queue only, tested above
 def test_every_sampler_runs_and_is_reproducible(tmp_path, sampler):
     """Every sampler of the registry, through the real driver (in-process executor)."""
     seqs = []

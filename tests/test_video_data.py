@@ -7,8 +7,10 @@ grey of value 5k, so a decoded frame tells which source frame it is (``_ids``).
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
+import re
 import subprocess
 import sys
 import time
@@ -532,3 +534,83 @@ def test_killed_builder_leaves_nothing_usable(videos: Path, tmp_path: Path) -> N
 def test_import_does_not_need_pyav(repo_root: Path) -> None:
     code = "import sys, placement_search, placement_search.data.video; sys.exit('av' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=repo_root).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Horizontal flip: on, off, or with a label map (direction-sensitive classes)
+
+
+def test_flip_off_never_mirrors_and_keeps_the_crops() -> None:
+    frames = np.zeros((2, 32, 43, 3), np.uint8)
+    frames[:, :, :21] = 200  # bright left half
+    for s in range(20):
+        on, flipped = V.ClipTransform(28, 32, train=True).apply(frames, np.random.default_rng(s))
+        off, never = V.ClipTransform(28, 32, train=True, flip=False).apply(frames, np.random.default_rng(s))
+        assert never is False
+        # the same crop: unflipped where the flip was drawn, else identical
+        assert torch.equal(off, on.flip(3) if flipped else on)
+
+
+class _TwoClassSource:
+    """A frame source of two one-frame videos whose left half is bright: label 0 and 1."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def num_frames(self, i: int) -> int:
+        return 4
+
+    def read(self, i: int, idx) -> np.ndarray:
+        frames = np.zeros((len(idx), 32, 43, 3), np.uint8)
+        frames[:, :, :21] = 200
+        return frames
+
+    def label(self, i: int) -> int:
+        return i
+
+
+def test_a_flipped_clip_takes_the_mirrored_actions_label() -> None:
+    """ "Pushing left to right" flipped is "pushing right to left": with flip = "map", a clip
+    the transform mirrored gets the mapped label, an unflipped one keeps its own."""
+    labels = V.flip_label_map("map", {"left to right": "right to left"}, ["left to right", "right to left"])
+    assert labels == {0: 1, 1: 0}  # both ways
+    ds = V.VideoClipDataset(
+        _TwoClassSource(), [0, 1], frames=2, stride=1, transform=V.ClipTransform(28, 32, True), flip_labels=labels
+    )
+    seen = set()
+    for seed in range(30):
+        clip, label = ds[(0, seed)]
+        mirrored = bool(clip[:, :, :, -1].float().mean() > 100)  # the bright half moved right
+        assert label == (1 if mirrored else 0)
+        seen.add(mirrored)
+    assert seen == {True, False}
+
+
+@pytest.mark.parametrize(
+    "flip, flip_map, message",
+    [
+        ("sideways", None, "flip: expected one of on, off, map"),
+        ("map", None, 'flip = "map" needs flip_map'),
+        ("on", {"a": "b"}, 'only used with flip = "map"'),
+        ("map", {"a": "zzz"}, "unknown class 'zzz'"),
+        ("map", {"a": "b", "c": "a"}, "class 'a' is mapped to two classes"),
+        ("map", {"a": 3}, "expected a JSON object of class names"),
+    ],
+)
+def test_bad_flip_settings_name_the_problem(flip, flip_map, message) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        V.flip_label_map(flip, flip_map, ["a", "b", "c"])
+
+
+def test_flip_map_from_a_json_file_and_in_a_study_file(tmp_path: Path, videos: Path) -> None:
+    from placement_search.data.config import DataConfig
+
+    path = tmp_path / "flip.json"
+    path.write_text(json.dumps({"walk": "jump"}))
+    assert V.flip_label_map("map", path, ["jump", "walk"]) == {1: 0, 0: 1}
+    cfg = DataConfig(source=str(videos), frames=4, size=28, flip="map", flip_map=str(path))
+    cfg.check("[data]")
+    with pytest.raises(UserError, match=r"\[data\]\.flip_map: give it exactly when"):
+        DataConfig(source=str(videos), frames=4, size=28, flip="map").check("[data]")
+    with pytest.raises(UserError, match="synthetic benchmark does not flip"):
+        DataConfig(flip="off").check("[data]")

@@ -39,6 +39,10 @@ class DataConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     decode_workers: int | None = None
+    #: the training clips' random horizontal flip: "on", "off", or "map" (with ``flip_map``,
+    #: a JSON file of class name -> mirrored class name)
+    flip: str = "on"
+    flip_map: str | None = None
 
     def check(self, where: str) -> None:
         if self.frames < 1 or self.size < 1:
@@ -59,7 +63,17 @@ class DataConfig:
                     f"{where}.version: expected one of {', '.join(map(str, VERSIONS))} (the synthetic "
                     f"benchmark's generation), got {self.version}"
                 )
-        paths = [("val", self.val), ("root", self.root)]
+        from .video.clip_data import FLIPS
+
+        if self.flip not in FLIPS:
+            raise UserError(f"{where}.flip: expected one of {', '.join(FLIPS)}, got {self.flip!r}")
+        if (self.flip == "map") != (self.flip_map is not None):
+            raise UserError(
+                f'{where}.flip_map: give it exactly when flip = "map" (a JSON file of class -> mirrored class)'
+            )
+        if self.source == "synthetic" and self.flip != "on":
+            raise UserError(f"{where}.flip: the synthetic benchmark does not flip its clips; flip is for real video")
+        paths = [("val", self.val), ("root", self.root), ("flip_map", self.flip_map)]
         if self.source != "synthetic":
             paths.insert(0, ("source", self.source))
         for name, v in paths:
@@ -113,13 +127,15 @@ class DataConfig:
             val_fraction=self.val_fraction,
             split_seed=self.split_seed,
             decode_workers=self.decode_workers,
+            flip=self.flip,
+            flip_map=self.flip_map,
             **video_kwargs,
         )
 
     def resolved(self, base: Path) -> DataConfig:
         """Relative paths taken against ``base`` (the study file's folder)."""
         changes: dict[str, Any] = {}
-        for name in ("val", "root", "cache_dir") + (() if self.source == "synthetic" else ("source",)):
+        for name in ("val", "root", "cache_dir", "flip_map") + (() if self.source == "synthetic" else ("source",)):
             v = getattr(self, name)
             if v is not None and not Path(v).expanduser().is_absolute():
                 changes[name] = str((base / Path(v).expanduser()).resolve())

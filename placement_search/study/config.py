@@ -220,7 +220,11 @@ class TableBudget:
             if k not in ("seed", "device", "threads", "log_every")
         }
         data = {
-            k: v for k, v in dataclasses.asdict(self.data).items() if k not in ("cache", "cache_dir", "decode_workers")
+            k: v
+            for k, v in dataclasses.asdict(self.data).items()
+            if k not in ("cache", "cache_dir", "decode_workers")
+            and not (k == "flip" and v == "on")  # added later: tables built before have no such key
+            and not (k == "flip_map" and v is None)
         }
         return {"proxy": proxy, "data": data}
 
@@ -287,8 +291,12 @@ class StudyConfig:
             "data": {
                 k: v
                 for k, v in dataclasses.asdict(self.data).items()
-                # version 1 is what studies written before versions existed used: their identity has no version
-                if k not in ("cache", "cache_dir", "decode_workers") and not (k == "version" and v == 1)
+                # defaults of fields added later (version 1, flip on) are what earlier studies used:
+                # their identity has no such key, so they resume
+                if k not in ("cache", "cache_dir", "decode_workers")
+                and not (k == "version" and v == 1)
+                and not (k == "flip" and v == "on")
+                and not (k == "flip_map" and v is None)
             },
             "proxy": {
                 k: v for k, v in dataclasses.asdict(self.proxy).items() if k not in ("device", "threads", "log_every")

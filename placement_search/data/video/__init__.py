@@ -30,7 +30,7 @@ subset lists). Everything public is importable from this package.
 
 from __future__ import annotations
 
-from .clip_data import VideoClipData, video_clip_data
+from .clip_data import FLIPS, VideoClipData, flip_label_map, video_clip_data
 from .clip_data import default_num_workers as default_num_workers
 from .clips import EpochShuffleSampler, SkippedVideosWarning, VideoClipDataset, sample_clip
 from .clips import Pad as Pad
@@ -54,6 +54,7 @@ from .transforms import (
 
 # also importable from here, as before the split, but not in __all__: default_num_workers, LAYOUT_HELP, Pad
 __all__ = [
+    "FLIPS",
     "IMAGE_EXTENSIONS",
     "KINETICS_MEAN",
     "KINETICS_STD",
@@ -75,6 +76,7 @@ __all__ = [
     "center_crop",
     "decode_video",
     "default_resize",
+    "flip_label_map",
     "hflip",
     "holdout_split",
     "make_subset",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,8 @@ def video_clip_data(
     pad: Pad = "repeat_last",
     mean: Sequence[float] = KINETICS_MEAN,
     std: Sequence[float] = KINETICS_STD,
+    flip: str = "on",
+    flip_map: Mapping[str, str] | str | Path | None = None,
 ) -> VideoClipData:
     """Real-video :class:`ClipData` for the proxy trainer.
 
@@ -151,6 +154,12 @@ def video_clip_data(
         pad: ``"repeat_last"`` or ``"loop"``, for videos shorter than a clip.
         mean: normalisation mean, [0, 1] units (default Kinetics').
         std: normalisation std, [0, 1] units (default Kinetics').
+        flip: the training clips' random horizontal flip: ``"on"`` (default), ``"off"`` (for
+            direction-sensitive classes), or ``"map"``: flip, and give a flipped clip the label
+            of its mirrored action from ``flip_map``.
+        flip_map: for ``flip = "map"``: class name -> class name of the mirrored action (a
+            JSON object, or the path of a JSON file holding one); pairs work both ways, classes
+            not named keep their label.
 
     Unreadable videos are left out with one :class:`SkippedVideosWarning` naming them.
 
@@ -195,14 +204,19 @@ def video_clip_data(
             raise UserError(f"{videos.source}: no readable videos for the {name} split ({len(videos)} listed)")
     _check_classes(train_list, train_pos)
 
+    flip_labels = flip_label_map(flip, flip_map, train_list.class_names)
+
     def dataset(source: FrameSource, positions: list[int], train: bool) -> VideoClipDataset:
-        transform = ClipTransform(size, resize_to, train)
-        return VideoClipDataset(source, positions, frames=frames, stride=stride, transform=transform, pad=pad)
+        transform = ClipTransform(size, resize_to, train, flip=flip != "off")
+        return VideoClipDataset(
+            source, positions, frames=frames, stride=stride, transform=transform, pad=pad, flip_labels=flip_labels
+        )
 
     info = {
         "train": train_list.source,
         "val": val_list.source if val_list is not None else f"{val_fraction:g} of train",
         "stride": stride,
+        "flip": flip,
         "decode": spec.to_dict(),
         "cache": train_cache if train_cache == val_cache else [train_cache, val_cache],
     }
@@ -215,6 +229,49 @@ def video_clip_data(
         std=std,
         info=info,
     )
+
+
+FLIPS = ("on", "off", "map")
+
+
+def flip_label_map(
+    flip: str, flip_map: Mapping[str, str] | str | Path | None, classes: Sequence[str]
+) -> dict[int, int]:
+    """Label -> label of a flipped clip, from ``flip_map`` (names); checked against ``classes``."""
+    if flip not in FLIPS:
+        raise UserError(f"flip: expected one of {', '.join(FLIPS)}, got {flip!r}")
+    if flip != "map":
+        if flip_map is not None:
+            raise UserError(f'flip_map: only used with flip = "map" (flip is {flip!r})')
+        return {}
+    if flip_map is None:
+        raise UserError('flip = "map" needs flip_map: class name -> class name of the mirrored action')
+    where = "flip_map"
+    if isinstance(flip_map, (str, Path)):
+        where = str(flip_map)
+        try:
+            flip_map = json.loads(Path(flip_map).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise UserError(f"flip_map: cannot read {flip_map}: {e.strerror or e}") from None
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON: {e}") from None
+    if not isinstance(flip_map, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in flip_map.items()
+    ):
+        raise UserError(
+            f'{where}: expected a JSON object of class names, like {{"pushing left to right": "pushing right to left"}}'
+        )
+    index = {n: i for i, n in enumerate(classes)}
+    out: dict[int, int] = {}
+    for a, b in flip_map.items():
+        for name in (a, b):
+            if name not in index:
+                raise UserError(f"{where}: unknown class {name!r} (classes: {', '.join(list(classes)[:6])}...)")
+        for x, y in ((index[a], index[b]), (index[b], index[a])):
+            if out.get(x, y) != y:
+                raise UserError(f"{where}: class {classes[x]!r} is mapped to two classes")
+            out[x] = y
+    return out
 
 
 def _check_args(*, frames: int, size: int, stride: int, resize_to: int) -> None:

@@ -5,7 +5,7 @@ and the order training reads them in.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -65,6 +65,9 @@ class VideoClipDataset(Dataset[tuple[torch.Tensor, int]]):
         stride: frames between the clip's frames.
         transform: spatial transforms; ``transform.train`` also selects jittered clips.
         pad: what clips longer than the video repeat (see :func:`sample_clip`).
+        flip_labels: label -> label of the mirrored action, for clips the transform flipped
+            (labels not in it keep theirs): a horizontal flip turns "left to right" into
+            "right to left".
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class VideoClipDataset(Dataset[tuple[torch.Tensor, int]]):
         stride: int,
         transform: ClipTransform,
         pad: Pad = "repeat_last",
+        flip_labels: Mapping[int, int] | None = None,
     ) -> None:
         self.source = source
         self.positions = list(positions)
@@ -83,6 +87,7 @@ class VideoClipDataset(Dataset[tuple[torch.Tensor, int]]):
         self.stride = stride
         self.transform = transform
         self.pad: Pad = pad
+        self.flip_labels = dict(flip_labels or {})
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -104,7 +109,9 @@ class VideoClipDataset(Dataset[tuple[torch.Tensor, int]]):
             except VideoReadError as e:  # decoded fine when planned, fails now: use the next video
                 warnings.warn(f"skipping a video that failed to decode: {e}", SkippedVideosWarning, stacklevel=2)
                 continue
-            return self.transform(frames, rng), self.source.label(i)
+            clip, flipped = self.transform.apply(frames, rng)
+            label = self.source.label(i)
+            return clip, self.flip_labels.get(label, label) if flipped else label
         raise VideoReadError("no video of the data set could be decoded")
 
 

@@ -81,19 +81,28 @@ class ClipTransform:
     """Per-clip spatial transforms on uint8, before batching (normalisation comes after).
 
     Training: resize the short side to ``resize_to`` (a no-op for cached frames), random
-    ``size`` crop, horizontal flip with probability 1/2. Evaluation: resize, centre crop.
+    ``size`` crop, and (``flip``) a horizontal flip with probability 1/2. Evaluation: resize,
+    centre crop. Direction-sensitive data sets (Something-Something's "pushing something from
+    left to right") either turn the flip off or flip with a label map (see
+    :class:`VideoClipDataset`).
     """
 
     size: int
     resize_to: int
     train: bool
+    flip: bool = True
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """``(T, H, W, 3)`` uint8 frames to a ``(3, T, size, size)`` uint8 tensor."""
+        return self.apply(frames, rng)[0]
+
+    def apply(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, bool]:
+        """As ``__call__``, and whether the clip was flipped."""
         x = resize_short_side(torch.from_numpy(frames), self.resize_to)
         if not self.train:
-            return to_cthw(center_crop(x, self.size))
+            return to_cthw(center_crop(x, self.size)), False
         x = random_crop(x, self.size, rng)
-        if rng.random() < 0.5:
+        flipped = bool(rng.random() < 0.5)  # drawn even with the flip off: the crops stay the same
+        if flipped and self.flip:
             x = hflip(x)
-        return to_cthw(x)
+        return to_cthw(x), flipped and self.flip
