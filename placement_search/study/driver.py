@@ -452,7 +452,7 @@ class SearchDriver:
 
         src = self.book.outcomes[key]
         self.idle_proposals += 1
-        transient = ("retry_of", "named", "attempts", "reused_from", "reused_status")
+        transient = ("retry_of", "named", "attempts", "reused_from", "reused_status", "values")
         ua = {k: v for k, v in src["user_attrs"].items() if k not in transient}
         ua.update(extra, status="reused", reused_from=src["number"], reused_status=src["status"])
         for k, v in src["system_attrs"].items():  # "constraints:<name>", as Optuna stores them
