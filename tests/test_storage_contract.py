@@ -121,3 +121,55 @@ def test_a_dead_driver_is_recovered_from_what_it_stored(storage_url: str, tmp_pa
     assert lost.state == TrialState.FAIL and trial_attrs(lost)["status"] == "driver_died"
     assert any(trial_attrs(t).get("retry_of") == lost_no for t in trials.values())
     assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
+
+
+def _slow_trial(spec):
+    """A trainer that takes a moment, so that readers overlap the writes."""
+    import time
+
+    time.sleep(0.05)
+    yield from instant_trial(spec)
+
+
+def test_readers_beside_a_writer_never_see_a_torn_trial(storage_url: str, tmp_path: Path, capsys):
+    """While a driver writes a study, ``status``, ``pareto`` and ``export`` read it in a loop:
+    the writer never fails (no "database is locked"), every reader call succeeds, and no reader
+    ever sees a finished trial without its result or values."""
+    import threading
+
+    name = f"readers-{uuid.uuid4().hex[:8]}"
+    cfg = _study(tmp_path, 30, name)
+    # the study exists before the readers start
+    _run(cfg, storage_url, trials=2)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            SearchDriver(cfg, storage=storage_url, trials=30, executor="inline", trial_fn=_slow_trial).run()
+        except BaseException as e:
+            errors.append(e)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = torn = 0
+    storage = open_storage(storage_url, create=False)
+    while writer.is_alive() or reads < 3:
+        for t in optuna.load_study(study_name=name, storage=storage).get_trials():
+            if t.state == TrialState.COMPLETE:
+                a = trial_attrs(t)
+                torn += not (
+                    t.values and len(t.values) == 2 and a.get("status") in ("ok", "reused") and "accuracy" in a
+                )
+        assert cli_main(["status", "--storage", storage_url, "--study", name, "--json"]) == 0
+        assert cli_main(["pareto", "--storage", storage_url, "--study", name, "--json"]) == 0
+        if reads % 5 == 0:
+            out = tmp_path / f"export-{reads}"
+            assert cli_main(["export", "--storage", storage_url, "--study", name, "--pareto", "-o", str(out)]) == 0
+        capsys.readouterr()
+        reads += 1
+    writer.join()
+    assert not errors, errors
+    assert torn == 0
+    assert reads >= 3
+    final = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert sum(1 for t in final if trial_status(t) in COUNTED) == 30

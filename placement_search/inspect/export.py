@@ -282,7 +282,7 @@ def _select(info: _Study, trials: Sequence[int] | None, pareto: bool) -> list[An
     everything = info.study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in everything}
     if pareto:
-        rows = pareto_rows(info.study)
+        rows = pareto_rows(info.study, everything)  # the same read of the trials as by_number
         if not rows:
             raise UserError(f"--pareto: study {info.name!r} has no completed feasible trial yet")
         return [by_number[r["trial"]] for r in rows]

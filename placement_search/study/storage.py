@@ -12,10 +12,12 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..pareto import dominates
 from .config import check_storage_url, journal_path
 from .lease import driver_state
 from .records import COUNTED, FINAL, trial_attrs, trial_status
@@ -258,12 +260,30 @@ def study_summaries(storage: Any) -> list[dict[str, Any]]:
     return out
 
 
-def pareto_rows(study: Any) -> list[dict[str, Any]]:
+def best_trials(study: Any, trials: Sequence[Any] | None = None) -> list[Any]:
+    """The study's Pareto-optimal feasible completed trials (as ``study.best_trials``: trials with
+    equal values all kept), computed from one read of the trials (``trials``: a snapshot the
+    caller already holds, so that what it lists and what it looks up agree while a driver writes)."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    done = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values and all(c <= 0 for c in (t.constraints or {}).values())
+    ]
+    signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
+    points = [[s * v for s, v in zip(signs, t.values)] for t in done]
+    return [t for t, p in zip(done, points) if not any(dominates(q, p) for q in points)]
+
+
+def pareto_rows(study: Any, trials: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     """The Pareto-optimal feasible trials, cheapest first (each architecture once: trials that
-    reused an earlier trial's result are left out)."""
+    reused an earlier trial's result are left out); ``trials``: see :func:`best_trials`."""
     names = study.metric_names or []
     rows = []
-    for t in study.best_trials:
+    for t in best_trials(study, trials):
         ua = trial_attrs(t)
         if ua.get("status") == "reused":  # the same architecture as an earlier trial, which is listed
             continue
