@@ -24,6 +24,7 @@ so the network rebuilds without the study, its storage or the space file::
      "placement": {<placement JSON>}, "placement_string": "2d 3d sep 2d 2d", "named": null,
      "num_classes": 400,                                   # the study's target classes
      "input": {"channels": 3, "frames": 16, "size": 112, "layout": "NCTHW"},   # the target input
+     "preprocessing": {"frames", "size", "layout", "mean", "std", "values", ...},  # how to make a clip
      "cost": {"params", "macs", "flops", "convention"},    # at the target input
      "proxy": {"status", "accuracy", "top5", "num_classes", "input", "budget", "steps_done", "data", ...},
      "provenance": {"study", "trial", "reused_from", "storage", "package_version", "exported_at", ...},

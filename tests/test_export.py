@@ -374,3 +374,31 @@ def test_a_moved_artifact_folder_is_named_and_json_export_still_works(study, tmp
     (r,) = export_study(study.url, "moved", tmp_path / "out", trials=[0])
     assert set(r.files) == {"arch.json", "MODEL_CARD.md"}
     assert sum(p.numel() for p in load_architecture(r.folder).parameters()) == trial_attrs(src.trials[0])["params"]
+
+
+def test_preprocessing_is_recorded_in_arch_json_and_the_onnx_file(exported):
+    """A user feeding the exported network needs the clip it expects: frames, size, layout and
+    normalisation, in arch.json and (readable from the file alone) in the ONNX metadata."""
+    import onnx
+
+    folder = exported.folders[0]
+    arch = json.loads((folder / ARCH_FILE).read_text())
+    pre = arch["preprocessing"]
+    # the test study trains on the synthetic benchmark: floats in [0, 1], no normalisation
+    assert pre["layout"] == "NCTHW" and pre["mean"] == [0.0, 0.0, 0.0] and pre["std"] == [1.0, 1.0, 1.0]
+    assert (pre["frames"], pre["size"]) == (arch["input"]["frames"], arch["input"]["size"])
+    meta = {p.key: p.value for p in onnx.load(str(folder / "model.onnx"), load_external_data=False).metadata_props}
+    info = arch["files"]["model.onnx"]
+    assert meta["placement_search.num_classes"] == str(info["num_classes"])
+    assert meta["placement_search.placement"] == arch["placement_string"]
+    assert json.loads(meta["placement_search.preprocessing"])["mean"] == [0.0, 0.0, 0.0]
+
+
+def test_real_video_preprocessing_names_kinetics_normalisation():
+    from placement_search.data.config import DataConfig
+    from placement_search.data.video.transforms import KINETICS_MEAN, KINETICS_STD
+
+    pre = DataConfig(source="/videos", frames=8, size=32, stride=4, flip="off").preprocessing(16, 112)
+    assert (pre["frames"], pre["size"], pre["stride"]) == (16, 112, 4)
+    assert pre["mean"] == list(KINETICS_MEAN) and pre["std"] == list(KINETICS_STD)
+    assert pre["resize_short_side_to"] == round(112 * 256 / 224) and pre["flip"] == "off"

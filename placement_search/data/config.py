@@ -132,6 +132,36 @@ class DataConfig:
             **video_kwargs,
         )
 
+    def preprocessing(self, frames: int | None = None, size: int | None = None) -> dict[str, Any]:
+        """How clips were made for the proxy runs, for a user feeding the exported network:
+        sampling, resizing, value scale and normalisation. ``frames``/``size``: the clip the
+        record is for (default: the proxy's)."""
+        frames = self.frames if frames is None else frames
+        size = self.size if size is None else size
+        common = {"layout": "NCTHW", "channels": "RGB", "frames": frames, "size": size}
+        if self.source == "synthetic":
+            return {
+                **common,
+                "source": f"synthetic motion benchmark, version {self.version} (generated at the clip size)",
+                "values": "float in [0, 1], not normalised",
+                "mean": [0.0, 0.0, 0.0],
+                "std": [1.0, 1.0, 1.0],
+            }
+        from .video.transforms import KINETICS_MEAN, KINETICS_STD, default_resize
+
+        return {
+            **common,
+            "source": "real video",
+            "stride": self.stride,
+            "fps": self.fps,
+            "resize_short_side_to": self.resize_to if self.resize_to and size == self.size else default_resize(size),
+            "crop": "centre (evaluation); random (training)",
+            "values": "uint8 / 255, then (x - mean) / std per channel",
+            "mean": list(KINETICS_MEAN),
+            "std": list(KINETICS_STD),
+            "flip": self.flip,
+        }
+
     def resolved(self, base: Path) -> DataConfig:
         """Relative paths taken against ``base`` (the study file's folder)."""
         changes: dict[str, Any] = {}

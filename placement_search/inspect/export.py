@@ -20,6 +20,7 @@ so the network rebuilds without the study, its storage or the space file::
      "placement": {<placement JSON>}, "placement_string": "2d 3d sep 2d 2d", "named": null,
      "num_classes": 400,                                   # the study's target classes
      "input": {"channels": 3, "frames": 16, "size": 112, "layout": "NCTHW"},   # the target input
+     "preprocessing": {"frames", "size", "layout", "mean", "std", "values", ...},  # how to make a clip
      "cost": {"params", "macs", "flops", "convention"},    # at the target input
      "proxy": {"status", "accuracy", "top5", "num_classes", "input", "budget", "steps_done", "data", ...},
      "provenance": {"study", "trial", "reused_from", "storage", "package_version", "exported_at", ...},
@@ -421,7 +422,9 @@ def _torchscript(model: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Pat
     return {"max_abs_diff": diff, "batch": f"any (traced at 1, checked at {x.shape[0]})"}
 
 
-def _onnx(model: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, where: str) -> dict[str, Any]:
+def _onnx(
+    model: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, where: str, metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
     import onnx
     import onnxruntime
 
@@ -443,6 +446,12 @@ def _onnx(model: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, wher
                 dynamic = False
                 x, ref = x[:1], ref[:1]
                 torch.onnx.export(model, (x,), str(path), **kwargs)
+            if metadata:  # what a user needs to feed the model, readable from the file alone
+                m = onnx.load(str(path), load_external_data=False)
+                for k, v in metadata.items():
+                    entry = m.metadata_props.add()
+                    entry.key, entry.value = k, v
+                onnx.save(m, str(path))
             onnx.checker.check_model(str(path))
             opset = next(
                 (
@@ -490,6 +499,7 @@ def _arch_record(info: _Study, plan: _Plan) -> dict[str, Any]:
         "named": ua.get("named"),
         "num_classes": info.num_classes,
         "input": {"channels": info.space.input_shape()[1], "frames": info.frames, "size": info.size, "layout": "NCTHW"},
+        "preprocessing": _preprocessing(info),
         "cost": {
             "params": plan.cost.params,
             "macs": plan.cost.macs,
@@ -525,6 +535,38 @@ def _arch_record(info: _Study, plan: _Plan) -> dict[str, Any]:
             "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         },
         "files": {},
+    }
+
+
+def _preprocessing(info: _Study) -> dict[str, Any] | None:
+    """The study's clip preprocessing at the target input (see ``DataConfig.preprocessing``)."""
+    from ..data.config import DataConfig
+
+    data = info.config.get("data")
+    if not isinstance(data, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    try:
+        cfg = DataConfig(**{k: v for k, v in data.items() if k in known})
+    except TypeError:  # pragma: no cover - a config this release cannot read
+        return None
+    return cfg.preprocessing(info.frames, info.size)
+
+
+def _onnx_metadata(arch: dict[str, Any], classes: int, frames: int, size: int) -> dict[str, str]:
+    """ONNX ``metadata_props``: the placement, the classifier width and how to make a clip."""
+    pre = dict(arch.get("preprocessing") or {})
+    if pre:
+        pre.update(frames=frames, size=size)
+        if "resize_short_side_to" in pre:
+            from ..data.video.transforms import default_resize
+
+            pre["resize_short_side_to"] = default_resize(size)
+    return {
+        "placement_search.placement": str(arch.get("placement_string")),
+        "placement_search.num_classes": str(classes),
+        "placement_search.input": f"N x {arch['input']['channels']} x {frames} x {size} x {size} (NCTHW)",
+        "placement_search.preprocessing": json.dumps(pre),
     }
 
 
@@ -612,7 +654,11 @@ def _write(
                 if fmt not in models:
                     continue
                 t = time.perf_counter()
-                checked = fn(model, x, ref, tmp / name, where)
+                checked = (
+                    _onnx(model, x, ref, tmp / name, where, _onnx_metadata(arch, classes, frames, size))
+                    if fmt == "onnx"
+                    else fn(model, x, ref, tmp / name, where)
+                )
                 what = "TorchScript (torch.jit.trace)" if fmt == "torchscript" else "ONNX (torch.onnx dynamo exporter)"
                 files[name] = {
                     "description": f"{what} of the network with {common['weights']} weights, {classes} classes, "
