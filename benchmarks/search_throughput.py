@@ -141,6 +141,7 @@ def prefill(drv: Any, study: Any, n: int, seed: int = 0) -> list[Any]:
     from optuna.distributions import CategoricalDistribution
 
     template = study.get_trials(deepcopy=False)[0]
+    from placement_search.study.opening import group_params
     from placement_search.study.records import trial_attrs
 
     base_ua = {k: v for k, v in trial_attrs(template).items() if k not in ("named", "retry_of", "values")}
@@ -166,7 +167,7 @@ def prefill(drv: Any, study: Any, n: int, seed: int = 0) -> list[Any]:
             optuna.trial.create_trial(
                 state=optuna.trial.TrialState.COMPLETE,
                 values=[res["accuracy"], float(costs["macs"])],
-                params=drv._params_of(p),
+                params=group_params(drv.space, p),
                 distributions=dists,
                 user_attrs=ua,
                 system_attrs=sa,

@@ -11,7 +11,6 @@ from optuna.trial import FrozenTrial, TrialState
 from placement_search.placement import placement_key
 from placement_search.study.records import (
     RESULT,
-    TrialRecord,
     stored_result,
     trial_attrs,
     trial_status,
@@ -93,9 +92,8 @@ def test_a_finished_trial_reads_the_same_in_both_layouts(tmp_path):
         a = trial_attrs(t)
         views.append({k: v for k, v in a.items() if k != "values"})
         assert trial_status(t) == "ok" and t.values == [0.75, 2.0]
-        rec = TrialRecord.of(t)
-        assert (rec.accuracy, rec.macs, rec.status, rec.placement_string) == (0.75, 123456789, "ok", None)
-        assert rec.key == placement_key({"a": [1, 2], "b": 1})
+        assert (a["accuracy"], a["macs"], a.get("placement_string")) == (0.75, 123456789, None)
+        assert placement_key(a["placement"]) == placement_key({"a": [1, 2], "b": 1})
     assert views[0] == views[1]
     assert views[0]["status"] == "ok"  # the result's status wins over "running" from dispatch
     new = optuna.load_study(study_name="new", storage=url).get_trials()[0]
@@ -111,7 +109,8 @@ def test_finishing_refuses_a_finished_trial(tmp_path):
         write_finished(storage, trial._trial_id, state=TrialState.FAIL, result={"status": "failed"})
 
 
-def test_a_nan_objective_is_refused_before_anything_is_written(tmp_path):
+def _running_trial(tmp_path):
+    """A new study in a SQLite file holding one RUNNING trial, written as the driver writes it."""
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", create=True)
     study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
     tid, _ = write_started(
@@ -123,6 +122,11 @@ def test_a_nan_objective_is_refused_before_anything_is_written(tmp_path):
         user_attrs=UA,
         system_attrs={},
     )
+    return storage, study, tid
+
+
+def test_a_nan_objective_is_refused_before_anything_is_written(tmp_path):
+    storage, study, tid = _running_trial(tmp_path)
     with pytest.raises(ValueError, match="NaN"):
         write_finished(storage, tid, state=TrialState.COMPLETE, result={"status": "ok"}, values=[float("nan"), 1.0])
     t = study.get_trials()[0]
@@ -132,17 +136,7 @@ def test_a_nan_objective_is_refused_before_anything_is_written(tmp_path):
 def test_a_stored_result_survives_a_crash_before_the_final_state(tmp_path):
     """The result attribute is written before the state: a trial caught in between is RUNNING
     with its result, which ``stored_result`` hands back (the driver completes it on resume)."""
-    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", create=True)
-    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
-    tid, _ = write_started(
-        storage,
-        study._study_id,
-        state=TrialState.RUNNING,
-        params=PARAMS,
-        distributions=DISTS,
-        user_attrs=UA,
-        system_attrs={},
-    )
+    storage, study, tid = _running_trial(tmp_path)
     assert stored_result(study.get_trials()[0]) is None
     storage.set_trial_user_attr(tid, RESULT, {"status": "ok", "accuracy": 0.5, "values": [0.5, 3.0]})
     t = study.get_trials()[0]

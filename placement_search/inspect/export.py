@@ -11,23 +11,9 @@ named only from the trial number::
       model.torchscript.pt   --format torchscript: traced, checked against eager PyTorch
       model.onnx             --format onnx: dynamic batch, checked with onnxruntime
 
-``arch.json`` (schema version 1) is self-contained: it carries the text of the space file,
-so the network rebuilds without the study, its storage or the space file::
-
-    {"schema_version": 1, "format": "placement-search architecture",
-     "space": {"name": "tiny", "toml": "<the space file>"},
-     "backbone": {"name": "tiny", "args": {...}},
-     "placement": {<placement JSON>}, "placement_string": "2d 3d sep 2d 2d", "named": null,
-     "num_classes": 400,                                   # the study's target classes
-     "input": {"channels": 3, "frames": 16, "size": 112, "layout": "NCTHW"},   # the target input
-     "preprocessing": {"frames", "size", "layout", "mean", "std", "values", ...},  # how to make a clip
-     "cost": {"params", "macs", "flops", "convention"},    # at the target input
-     "proxy": {"status", "accuracy", "top5", "num_classes", "input", "budget", "steps_done", "data", ...},
-     "provenance": {"study", "trial", "reused_from", "storage", "package_version", "exported_at", ...},
-     "files": {"model.onnx": {"format": "onnx", "input": [...], "num_classes", "weights", ...}, ...}}
-
-:func:`load_architecture` rebuilds the ``nn.Module`` from it (:func:`read_architecture`
-validates it); weights load only from ``weights.safetensors``.
+``arch.json`` (its schema, the model card and :func:`~placement_search.architecture.load_architecture`)
+belongs to :mod:`placement_search.architecture`, which rebuilds the network with torch alone;
+this module reads the study and writes the folders.
 """
 
 from __future__ import annotations
@@ -169,19 +155,14 @@ def _safe_url(url: str) -> str:
         return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
-def _study_space(study: Any) -> tuple[SearchSpace, str, str]:
-    from ..study.records import study_space
-
-    space, text, note = study_space(study)
-    return space, text, note
-
-
 def _open(storage_url: str, study_name: str) -> _Study:
     from ..study.storage import load_study, open_storage
 
     storage = open_storage(storage_url, create=False)
     study = load_study(storage, study_name)
-    space, toml_text, note = _study_space(study)
+    from ..study.records import study_space
+
+    space, toml_text, note = study_space(study)
     ua = study.user_attrs
     cfg = ua.get("config") if isinstance(ua.get("config"), dict) else {}
     target = cfg.get("target") or {}

@@ -45,7 +45,7 @@ from .costing import StudyCosts
 from .dispatch import proxy_budget, trial_files, trial_spec
 from .executor import Executor, InlineExecutor, RayExecutor, classify_error
 from .lease import Lease
-from .opening import artifact_dir, enqueue_first, group_params, open_study, recover, requeue, trial_params
+from .opening import artifact_dir, enqueue_first, open_study, recover, requeue, trial_params
 from .proposer import Proposal, Proposer
 from .records import run_outcome, write_finished, write_trial
 from .storage import open_storage, quiet_optuna
@@ -226,9 +226,6 @@ class SearchDriver:
                 study.set_user_attr("artifact_dir", str(folder))
             self.artifact_store = FileSystemArtifactStore(str(folder))
         return study, created
-
-    def _params_of(self, p: Placement) -> dict[str, str]:
-        return group_params(self.space, p)
 
     def _build_mirror(self) -> None:
         from optuna.trial import TrialState

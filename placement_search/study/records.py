@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..placement import placement_key
@@ -30,7 +29,6 @@ __all__ = [
     "COUNTED",
     "FINAL",
     "RESULT",
-    "TrialRecord",
     "placement_key",
     "run_outcome",
     "study_space",
@@ -74,51 +72,6 @@ def trial_status(trial: Any, attrs: Mapping[str, Any] | None = None) -> str:
     if s and s != "running":
         return str(s)
     return {TrialState.COMPLETE: "ok", TrialState.PRUNED: "early_stopped", TrialState.FAIL: "failed"}[trial.state]
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One stored trial as the tool's readers use it (figures, report, pareto, export)."""
-
-    number: int
-    trial_id: int
-    state: str
-    status: str
-    placement: dict[str, Any] | None
-    placement_string: str | None
-    named: str | None
-    accuracy: float | None
-    macs: int | None
-    flops: int | None
-    params: int | None
-    latency_ms: float | None
-    values: tuple[float, ...] | None
-    attrs: dict[str, Any]
-
-    @property
-    def key(self) -> str | None:
-        """The canonical placement key (two trials with the same key trained the same network)."""
-        return placement_key(self.placement) if self.placement else None
-
-    @classmethod
-    def of(cls, trial: Any) -> TrialRecord:
-        a = trial_attrs(trial)
-        return cls(
-            number=int(trial.number),
-            trial_id=int(trial._trial_id),
-            state=trial.state.name,
-            status=trial_status(trial, a),
-            placement=a.get("placement"),
-            placement_string=a.get("placement_string"),
-            named=a.get("named"),
-            accuracy=a.get("accuracy"),
-            macs=a.get("macs"),
-            flops=a.get("flops"),
-            params=a.get("params"),
-            latency_ms=a.get("latency_ms"),
-            values=tuple(trial.values) if trial.values is not None else None,
-            attrs=a,
-        )
 
 
 def run_outcome(
