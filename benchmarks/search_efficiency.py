@@ -38,12 +38,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from placement_search.study.records import COUNTED, trial_attrs
+from placement_search.study.estimates import estimates, front_estimates
+from placement_search.study.records import COUNTED, run_fields, trial_attrs
 from placement_search.table import read_table
-from placement_search.table.analysis import front, reference_hv_share
+from placement_search.table.analysis import hypervolume
 
 DEFAULT = Path(__file__).resolve().parent / "tables" / "tiny_sub243.csv"
 CHECKPOINTS = (20, 40, 60, 100, 200)
+#: noise-aware settings: name -> (sampler, study-file lines at the top, extra sections); the
+#: rungs are the table's budgets (its proxy and reference steps, filled in at run time)
+NOISE_AWARE = {
+    "tpe+rungs": ("tpe", "", '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/3"\n'),
+    "tpe+rungs/5": ("tpe", "", '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/5"\n'),
+    "tpe+repeats": ("tpe", "repeats = {proxy_seeds}\n", ""),
+}
+PLAIN = ("tpe", "nsga2", "gp", "random", "families")
 FAMILIES = ["all_2d", "all_3d", "all_sep", "bottom_heavy_*", "top_heavy_*"]
 
 SPACE = """
@@ -62,7 +71,7 @@ widths = [16, 32, 64, 128]
 
 STUDY = """
 schema_version = 1
-name = "{name}"
+{top}name = "{name}"
 space = "{space}"
 sampler = "{sampler}"
 seed = {seed}
@@ -84,8 +93,7 @@ eval_clips = 440
 
 [proxy]
 evaluator = "table:{table}"
-steps = {steps}
-eval_every = {eval_every}
+{steps_line}eval_every = {eval_every}
 
 [early_stopping]
 enabled = true
@@ -97,34 +105,61 @@ enabled = false
 
 [resources]
 cpus = 1
-"""
+
+{sections}"""
 
 
-def reported_fronts(study, checkpoints: tuple[int, ...]) -> dict[int, list[str]]:
-    """The front the study reported once it had counted n trials, for each checkpoint n."""
+def reported_fronts(study, checkpoints: tuple[int, ...]) -> dict[int, dict[str, tuple[float, int]]]:
+    """The front the study reported once it had spent n trials' worth of training (runs at the
+    lowest budget; a run of k times the steps counts k), for each checkpoint n: placement ->
+    (its reported accuracy, the mean of its runs at the top budget; its target MACs)."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.datetime_complete or t.datetime_start)
-    out: dict[int, list[str]] = {}
-    ok: list[tuple[str, float, int]] = []
-    counted = 0
+    names = study.metric_names
+    directions = [d.name.lower() for d in study.directions]
+    base = study.user_attrs["config"]["proxy"]["steps"]
+
+    def reported(done):
+        ests = estimates(done, names)
+        return {e.placement_string: (e.mean, int(e.attrs["macs"])) for e in front_estimates(ests, directions)}
+
+    out: dict[int, dict[str, tuple[float, int]]] = {}
+    done = []
+    work = 0.0
+    pending = list(checkpoints)
     for t in trials:
+        done.append(t)
         ua = trial_attrs(t)
-        status = ua.get("status")
-        if status == "ok" and t.values:
-            ok.append((ua["placement_string"], float(ua["accuracy"]), int(ua["macs"])))
-        if status in COUNTED:
-            counted += 1
-            for n in checkpoints:
-                if counted == n:
-                    out[n] = [ok[i][0] for i in front([(a, m) for _, a, m in ok])]
-    final = [ok[i][0] for i in front([(a, m) for _, a, m in ok])]
+        if ua.get("status") in COUNTED:
+            steps = run_fields(ua)[0] or base
+            work += steps / base
+            while pending and work >= pending[0] - 1e-9:
+                out[pending.pop(0)] = reported(done)
+    final = reported(done)
     for n in checkpoints:
         out.setdefault(n, final)  # the study ended before n (the families, or the space exhausted)
     return out
 
 
-def replay(job: tuple[str, int, str, str, int, int]) -> tuple[str, int, dict[int, float], float]:
-    """One study against the table (in a worker process): the reference HV share at each checkpoint."""
-    sampler, seed, table_path, folder, steps, eval_every = job
+def shares(table, reported: dict[str, tuple[float, int]], places) -> tuple[float, float]:
+    """(true, claimed): the reference hypervolume share of the reported placements under their
+    reference accuracy, and under the accuracy the study reported for them."""
+    pts = {}
+    for p in places:
+        acc = table.accuracy(p, "reference")
+        if acc is not None:
+            pts[p] = (acc, float(table.cost(p)[0]))
+    ref = (0.0, 1.1 * max(c for _, c in pts.values()))
+    total = hypervolume(pts.values(), ref)
+    true = hypervolume((pts[p] for p in reported if p in pts), ref) / total
+    claimed = hypervolume(((a, float(m)) for p, (a, m) in reported.items() if p in pts), ref) / total
+    return true, claimed
+
+
+def replay(job: tuple[str, int, str, str, dict]) -> tuple[str, int, dict[int, tuple[float, float]], float]:
+    """One study against the table (in a worker process): the (true, claimed) reference HV
+    share at each checkpoint."""
+    setting, seed, table_path, folder, fill = job
+    sampler, top, sections = NOISE_AWARE.get(setting, (setting, "", ""))
     import optuna
 
     from placement_search.study import SearchDriver, load_study_config
@@ -135,10 +170,13 @@ def replay(job: tuple[str, int, str, str, int, int]) -> tuple[str, int, dict[int
     table = _table(table_path)
     places = table.placements(complete=True)
     tmp = Path(folder)
-    name = f"{sampler}-{seed}"
+    name = f"{setting.replace('+', '_').replace('/', '_')}-{seed}"
     path = tmp / f"{name}.toml"
     path.write_text(
         STUDY.format(
+            top=top.format(**fill),
+            sections=sections.format(**fill),
+            steps_line="" if "[fidelity]" in sections else f"steps = {fill['steps']}\n",
             name=name,
             space=tmp / "tiny_sub.toml",
             sampler=sampler,
@@ -146,8 +184,7 @@ def replay(job: tuple[str, int, str, str, int, int]) -> tuple[str, int, dict[int
             trials=max(CHECKPOINTS),
             first=str(FAMILIES if sampler == "families" else []).replace("'", '"'),
             table=table_path,
-            steps=steps,
-            eval_every=eval_every,
+            eval_every=fill["eval_every"],
         )
     )
     # Optuna's journal file: the same public storage API as SQLite, several times faster per write
@@ -156,10 +193,8 @@ def replay(job: tuple[str, int, str, str, int, int]) -> tuple[str, int, dict[int
     SearchDriver(load_study_config(path), storage=url, executor="inline").run()
     elapsed = time.perf_counter() - t0
     study = optuna.load_study(study_name=name, storage=open_storage(url, create=False))
-    shares = {
-        n: reference_hv_share(table, rep, placements=places) for n, rep in reported_fronts(study, CHECKPOINTS).items()
-    }
-    return sampler, seed, shares, elapsed
+    got = {n: shares(table, rep, places) for n, rep in reported_fronts(study, CHECKPOINTS).items()}
+    return setting, seed, got, elapsed
 
 
 _TABLES: dict[str, object] = {}
@@ -177,10 +212,11 @@ def _gp_key(table: Path, seeds: int) -> dict[str, object]:
         "optuna": optuna.__version__,
         "seeds": seeds,
         "checkpoints": list(CHECKPOINTS),
+        "format": 2,  # (true, claimed) share pairs, checkpoints in training work
     }
 
 
-def _gp_cache(table: Path, seeds: int) -> dict[int, list[float]] | None:
+def _gp_cache(table: Path, seeds: int) -> dict[int, list[tuple[float, float]]] | None:
     import json
 
     if not GP_CACHE.is_file():
@@ -188,10 +224,10 @@ def _gp_cache(table: Path, seeds: int) -> dict[int, list[float]] | None:
     data = json.loads(GP_CACHE.read_text())
     if data.get("key") != _gp_key(table, seeds):
         return None
-    return {int(n): [float(v) for v in vs] for n, vs in data["shares"].items()}
+    return {int(n): [(float(a), float(b)) for a, b in vs] for n, vs in data["shares"].items()}
 
 
-def _store_gp_cache(table: Path, seeds: int, shares: dict[int, list[float]]) -> None:
+def _store_gp_cache(table: Path, seeds: int, shares: dict[int, list[tuple[float, float]]]) -> None:
     import json
 
     GP_CACHE.write_text(json.dumps({"key": _gp_key(table, seeds), "shares": shares}, indent=1) + "\n")
@@ -208,7 +244,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=Path, default=DEFAULT)
     parser.add_argument("--seeds", type=int, default=10, help="sampler seeds per sampler")
-    parser.add_argument("--samplers", default="tpe,nsga2,gp,random,families")
+    parser.add_argument(
+        "--samplers", default=",".join((*PLAIN, *NOISE_AWARE)), help="samplers and noise-aware settings"
+    )
     parser.add_argument(
         "--recompute-gp", action="store_true", help=f"replay GP now (slow) and store the result in {GP_CACHE.name}"
     )
@@ -223,9 +261,16 @@ def main() -> None:
             f"note: {args.table.name} holds {len(places)} placements with runs at every budget; fronts are judged on those"
         )
     first = table.runs(places[0], "proxy")[0]
-    steps = first.steps
-    eval_every = first.eval_curve[0][0] if len(first.eval_curve) > 1 else 0
+    fill = {
+        "steps": first.steps,
+        "ref_steps": table.runs(places[0], "reference")[0].steps,
+        "eval_every": first.eval_curve[0][0] if len(first.eval_curve) > 1 else 0,
+        "proxy_seeds": len(table.seeds("proxy")),
+    }
     samplers = args.samplers.split(",")
+    for s_ in samplers:
+        if s_ not in PLAIN and s_ not in NOISE_AWARE:
+            parser.error(f"--samplers: unknown {s_!r}; known: {', '.join((*PLAIN, *NOISE_AWARE))}")
     tmp = Path(tempfile.mkdtemp(prefix="ps-eff-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     (tmp / "tiny_sub.toml").write_text(SPACE.format())
     jobs = []
@@ -242,16 +287,16 @@ def main() -> None:
         if sampler == "gp" and cached_gp is not None:
             continue
         n_seeds = 1 if sampler == "families" else args.seeds
-        jobs += [(sampler, seed, str(args.table.resolve()), str(tmp), steps, eval_every) for seed in range(n_seeds)]
+        jobs += [(sampler, seed, str(args.table.resolve()), str(tmp), fill) for seed in range(n_seeds)]
     jobs.sort(key=lambda j: j[0] != "gp")  # the slowest first, for an even load
-    results: dict[str, dict[int, list[float]]] = {s: {n: [] for n in CHECKPOINTS} for s in samplers}
+    results: dict[str, dict[int, list[tuple[float, float]]]] = {s: {n: [] for n in CHECKPOINTS} for s in samplers}
     t0 = time.perf_counter()
     busy = 0.0
     try:
         with multiprocessing.get_context("spawn").Pool(max(1, args.workers)) as pool:
-            for sampler, _seed, shares, elapsed in pool.imap_unordered(replay, jobs):
+            for sampler, _seed, got, elapsed in pool.imap_unordered(replay, jobs):
                 busy += elapsed
-                for n, v in shares.items():
+                for n, v in got.items():
                     results[sampler][n].append(v)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -260,34 +305,65 @@ def main() -> None:
         results["gp"] = cached_gp
     elif args.recompute_gp and "gp" in results:
         _store_gp_cache(args.table, args.seeds, results["gp"])
-    print(f"reference hypervolume share of the reported front ({table.path.name}; mean ± std over sampler seeds)")
     print(
-        f"{'sampler':10s} {'seeds':>5s} " + " ".join(f"{'n=' + str(n):>13s}" for n in CHECKPOINTS) + "   trials to 0.95"
+        f"reference hypervolume share of the reported front ({table.path.name}; mean ± std over sampler seeds), "
+        "by training work spent (trials' worth at the proxy budget; a promoted run counts by its steps)"
+    )
+    print(
+        f"{'setting':13s} {'seeds':>5s} "
+        + " ".join(f"{'n=' + str(n):>13s}" for n in CHECKPOINTS)
+        + "   to 0.95   claimed-true"
     )
     need: dict[str, float] = {}
     for sampler, by_n in results.items():
         cells = []
         for n in CHECKPOINTS:
-            v = by_n[n]
+            v = [a for a, _ in by_n[n]]
             cells.append(
                 f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}        "
             )
-        reach = next((n for n in CHECKPOINTS if statistics.fmean(by_n[n]) >= 0.95), None)
+        reach = next((n for n in CHECKPOINTS if statistics.fmean(a for a, _ in by_n[n]) >= 0.95), None)
         need[sampler] = reach if reach is not None else float("inf")
+        at = reach if reach is not None else 60
+        gap = statistics.fmean(c - a for a, c in by_n[at])
         print(
-            f"{sampler:10s} {len(by_n[CHECKPOINTS[0]]):5d} "
+            f"{sampler:13s} {len(by_n[CHECKPOINTS[0]]):5d} "
             + " ".join(f"{c:>13s}" for c in cells)
-            + f"   {reach or '> 200'}"
+            + f"   {str(reach) if reach else '> 200':>7s}   {gap:+.3f} (n={at})"
         )
     print(
         f"({len(jobs)} replays through the real driver: {wall:.0f} s wall, {busy / max(1, len(jobs)):.1f} s a replay"
         + (f"; GP: {len(cached_gp[CHECKPOINTS[0]])} replays from {GP_CACHE.name})" if cached_gp is not None else ")")
     )
-    best = min(need, key=lambda s: need[s])
-    if need[best] == float("inf"):
-        print("trials the best sampler needs to reach 0.95 of the reference hypervolume: > 200 (no sampler reached it)")
+    print(
+        "claimed-true: the hypervolume share the study claims (its reported accuracies) minus the share the "
+        "reference gives the same placements, at the work where it reaches 0.95 (else at 60)"
+    )
+    plain = {s: v for s, v in need.items() if s in PLAIN and s != "families"}
+    aware = {s: v for s, v in need.items() if s in NOISE_AWARE}
+    bp = min(plain, key=lambda s: plain[s]) if plain else None
+    ba = min(aware, key=lambda s: aware[s]) if aware else None
+
+    def show(v: float) -> str:
+        return "> 200" if v == float("inf") else f"{v:.0f}"
+
+    if bp is not None and ba is not None:
+        if aware[ba] != float("inf"):
+            ratio = (
+                f"{plain[bp] / aware[ba]:.2f}x less"
+                if plain[bp] != float("inf")
+                else "more than 200/" + show(aware[ba]) + "x less"
+            )
+        else:
+            at60 = {s: statistics.fmean(a for a, _ in results[s][60]) for s in (bp, ba)}
+            ratio = f"neither reached it; at 60: {at60[bp]:.3f} vs {at60[ba]:.3f}"
+        print(
+            f"work to 0.95 of the reference hypervolume: best plain sampler ({bp}) {show(plain[bp])}, "
+            f"best noise-aware setting ({ba}) {show(aware[ba])}: {ratio}"
+        )
     else:
-        print(f"trials the best sampler ({best}) needs to reach 0.95 of the reference hypervolume: {need[best]:.0f}")
+        best = min(need, key=lambda s: need[s])
+        print(f"work the best setting ({best}) needs to reach 0.95 of the reference hypervolume: {show(need[best])}")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,30 @@ def test_hypervolume_matches_a_grid_count(dims):
             if any(all(p[k] <= c[k] for k in range(dims)) for p in pts if all(v < 6 for v in p))
         )
         assert hypervolume(pts, ref) == pytest.approx(cells)
+
+
+def test_ranks_are_nsga2_fronts():
+    from placement_search.pareto import ranks
+
+    # minimised pairs: a staircase (0,3) (1,1) (3,0) is front 0; (2,2) and (1,3) are dominated by
+    # (1,1) only -> front 1; (3,3) is dominated by (2,2) too -> front 2
+    pts = [(0, 3), (1, 1), (3, 0), (2, 2), (1, 3), (3, 3)]
+    assert ranks(pts) == [0, 0, 0, 1, 1, 2]
+    # a margin of 0.1 on the second objective: (1, 1.05) is within it of (1, 1), so not dominated;
+    # (1, 1.2) is beyond it
+    assert ranks([(1, 1), (1, 1.05)], [0.0, 0.1]) == [0, 0]
+    assert ranks([(1, 1), (1, 1.2)], [0.0, 0.1]) == [0, 1]
+
+
+def test_crowding_distance_by_hand():
+    from placement_search.pareto import crowding, nondominated_order
+
+    # four points on a line: ends infinite; inner ones sum the normalised neighbour gaps
+    pts = [(0.0, 4.0), (1.0, 3.0), (3.0, 1.0), (4.0, 0.0)]
+    c = crowding(pts)
+    assert c[0] == c[3] == float("inf")
+    assert c[1] == pytest.approx((3 - 0) / 4 + (4 - 1) / 4)
+    assert c[2] == pytest.approx((4 - 1) / 4 + (3 - 0) / 4)
+    # order: front first (ends before the middle), then the dominated point
+    order = nondominated_order([(0.0, 4.0), (2.0, 2.0), (4.0, 0.0), (3.0, 3.0)])
+    assert order[:2] == [0, 2] and order[2:] == [1, 3]

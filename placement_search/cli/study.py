@@ -33,12 +33,23 @@ def _seconds(text: str) -> float:
     return v
 
 
+def _accuracy(r: dict[str, Any]) -> str:
+    if r["accuracy"] is None:
+        return "-"
+    se = r.get("accuracy_se")
+    return f"{r['accuracy'] * 100:.1f}%" + (f" ± {se * 100:.1f}" if se is not None else "")
+
+
 def pareto_table(rows: list[dict[str, Any]]) -> str:
+    """The front as a table; with several runs per placement, accuracy is the mean ± its
+    standard error over ``runs`` runs at ``steps``."""
+    several = any((r.get("runs") or 1) > 1 for r in rows)
     return render_table(
         [
             [
                 r["trial"],
-                f"{r['accuracy'] * 100:.1f}%" if r["accuracy"] is not None else "-",
+                _accuracy(r),
+                *([r.get("runs") or 1, r.get("steps") or "-"] if several else []),
                 f"{r['macs'] / 1e9:,.3f}" if r["macs"] is not None else "-",
                 f"{r['params'] / 1e6:,.3f}" if r["params"] is not None else "-",
                 r["named"] or "",
@@ -46,9 +57,26 @@ def pareto_table(rows: list[dict[str, Any]]) -> str:
             ]
             for r in rows
         ],
-        ["trial", "accuracy", "GMACs", "M params", "named", "placement (one op per group)"],
-        "rrrrll",
+        [
+            "trial",
+            "accuracy",
+            *(["runs", "steps"] if several else []),
+            "GMACs",
+            "M params",
+            "named",
+            "placement (one op per group)",
+        ],
+        "rr" + ("rr" if several else "") + "rrll",
     )
+
+
+def pareto_caption(rows: list[dict[str, Any]]) -> str:
+    """What the numbers of :func:`pareto_table` are."""
+    steps = [int(r["steps"]) for r in rows if r.get("steps") is not None]
+    at = f" at {max(steps)} steps (the study's top budget)" if steps else ""
+    if any((r.get("runs") or 1) > 1 for r in rows):
+        return f"accuracy: mean ± standard error over each placement's runs{at}"
+    return f"accuracy: one run per placement{at}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -87,8 +115,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     study = load_study(open_storage(storage, create=False), driver.study_name)
     rows = pareto_rows(study)
-    print(f"\nPareto front ({len(rows)} trials; accuracy up, compute down):")
-    print(pareto_table(rows) if rows else "(no completed feasible trial yet)")
+    print(f"\nPareto front ({len(rows)} placements; accuracy up, compute down):")
+    print(pareto_table(rows) + "\n" + pareto_caption(rows) if rows else "(no completed feasible trial yet)")
     base = f"--storage {storage} --study {driver.study_name}"
     print(
         "\nnext:\n"
@@ -115,6 +143,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("objectives: " + ", ".join(f"{o['name']} ({o['direction']})" for o in st["objectives"]))
     target = f" of {st['target_trials']}" if st["target_trials"] else ""
     print(f"trials: {st['trials']} in storage, {st['counted']}{target} counted (trained, stopped early or failed)")
+    runs = st.get("runs_by_steps") or {}
+    if len(runs) > 1 or st.get("work") != st["counted"]:
+        per = ", ".join(f"{n} at {s} steps" for s, n in runs.items())
+        print(f"runs per budget: {per}; training work {st['work']:g}{target} trials' worth at the lowest budget")
     print("by status: " + (", ".join(f"{k} {v}" for k, v in st["by_status"].items()) or "-"))
     best = f"{st['best_accuracy'] * 100:.1f}%" if st["best_accuracy"] is not None else "-"
     print(f"Pareto front: {st['pareto_size']} trials, best accuracy {best}")
@@ -165,7 +197,56 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.json:
         emit(rows)
         return 0
-    print(pareto_table(rows) if rows else "(no completed feasible trial yet)")
+    print(pareto_table(rows) + "\n" + pareto_caption(rows) if rows else "(no completed feasible trial yet)")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    import math
+
+    from ..inspect.figures import push_dashboard_figures
+    from ..study.config import stored_study_config
+    from ..study.driver import SearchDriver
+    from ..study.promote import queue_promotions
+    from ..study.records import study_space
+    from ..study.storage import load_study, open_storage, pareto_rows, study_status
+    from .progress import Progress
+
+    storage = open_storage(args.storage, create=False)
+    study = load_study(storage, args.study)
+    cfg = stored_study_config(study.user_attrs.get("config"), f"study {args.study!r}")
+    space, _, _ = study_space(study)
+    queued = queue_promotions(study, cfg, space, top=args.top, seeds=args.seeds, steps=args.steps)
+    if not queued:
+        print(f"nothing to queue: the top {args.top} placements already have {args.seeds} run(s) at that budget")
+    for q in queued:
+        print(f"queued: {q.placement} at {q.steps} steps, trainer seed {q.seed} ({q.kind})")
+    if args.no_run:
+        me = self_command()
+        print(
+            f"not trained now (--no-run): `{me} promote --storage {args.storage} --study {args.study} --top {args.top}` or `run` trains them"
+        )
+        return 0
+    st = study_status(study)
+    base = cfg.ladder.steps[0]
+    added = sum(q.steps / base for q in queued)
+    driver = SearchDriver(
+        cfg,
+        storage=args.storage,
+        study_name=args.study,
+        trials=max(1, math.ceil(st["work"] + added + 1e-9)),
+        ray_address=args.ray_address,
+        on_event=Progress(),
+        publish_figures=push_dashboard_figures,
+        queued_only=True,
+    )
+    result = driver.run()
+    print(f"stopped: {result.stop_reason} after {result.elapsed_s:.0f} s", flush=True)
+    rows = pareto_rows(load_study(open_storage(args.storage, create=False), args.study))
+    print(f"\nPareto front ({len(rows)} placements; accuracy up, compute down):")
+    print(pareto_table(rows) + "\n" + pareto_caption(rows) if rows else "(no completed feasible trial yet)")
+    if result.interrupted:
+        return 143 if result.signal == "SIGTERM" else 130
     return 0
 
 
@@ -250,6 +331,29 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
 
     storage_help = f"SQLAlchemy URL of the study storage (default {DEFAULT_STORAGE})"
+    p = sub.add_parser(
+        "promote",
+        help="re-evaluate a study's front and its near misses with more seeds or a bigger budget",
+        description=(
+            "Take the K best placements at the study's top budget (the front first, then the nearest to it), "
+            "queue N runs of each at S steps (trainer seeds seed, seed+1, ...; runs already done are skipped), "
+            "and train them with the study's own configuration. pareto then reports each placement's mean "
+            "± standard error at the top budget."
+        ),
+    )
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--study", required=True, metavar="NAME")
+    p.add_argument("--top", type=positive, required=True, metavar="K", help="how many placements (front first)")
+    p.add_argument("--seeds", type=positive, default=3, metavar="N", help="trainer seeds per placement (default 3)")
+    p.add_argument("--steps", type=positive, metavar="S", help="training steps (default: the study's top budget)")
+    p.add_argument("--no-run", action="store_true", help="only queue the runs (the next run or promote trains them)")
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="'local' (a new local Ray instance), 'auto' or an address (join a cluster); default: $RAY_ADDRESS, else local",
+    )
+    p.set_defaults(func=cmd_promote)
+
     p = sub.add_parser("status", help="progress of a study")
     p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
     p.add_argument("--study", required=True, metavar="NAME")

@@ -67,23 +67,32 @@ def pareto_indices(points: Sequence[Sequence[float]]) -> list[int]:
 
 
 def pareto_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, Any]:
-    """Every evaluated trial with its accuracy, MACs and placement; which are on the front."""
+    """Every evaluated placement (one point each: the mean of its runs at the highest budget it
+    reached, with its standard error), which are on the front (built from the placements at the
+    study's top budget only) and which are candidates seen only at a lower budget."""
+    from ..study.estimates import estimates, front_estimates, top_steps
+
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    done = _complete(trials)
-    front = {done[i].number for i in pareto_indices([_signed(study, t.values) for t in done])}
-    points = [
+    ests = estimates(trials, study.metric_names)
+    top = top_steps(ests)
+    on_front = {e.key for e in front_estimates(ests, [d.name.lower() for d in study.directions], top=top)}
+    points: list[dict[str, Any]] = [
         {
-            "trial": t.number,
-            "accuracy": trial_attrs(t).get("accuracy"),
-            "macs": trial_attrs(t).get("macs"),
-            "params": trial_attrs(t).get("params"),
-            "placement": trial_attrs(t).get("placement_string"),
-            "named": trial_attrs(t).get("named"),
-            "on_front": t.number in front,
+            "trial": e.trial,
+            "accuracy": e.mean,
+            "accuracy_se": e.se,
+            "runs": e.n,
+            "steps": e.steps,
+            "macs": e.attrs.get("macs"),
+            "params": e.attrs.get("params"),
+            "placement": e.placement_string,
+            "named": e.attrs.get("named"),
+            "on_front": e.key in on_front,
+            "candidate": e.steps != top,
         }
-        for t in done
+        for e in ests.values()
     ]
-    ordered = sorted((p for p in points if p["on_front"]), key=lambda p: (p["macs"], -p["accuracy"]))
+    ordered = sorted((p for p in points if p["on_front"]), key=lambda p: (p["macs"], -float(p["accuracy"])))
     other = [
         {
             "trial": t.number,
@@ -93,10 +102,11 @@ def pareto_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, An
             "accuracy": trial_attrs(t).get("accuracy"),
         }
         for t in trials
-        if t not in done and trial_attrs(t).get("status") in ("early_stopped", "infeasible")
+        if trial_attrs(t).get("status") in ("early_stopped", "infeasible")
     ]
     return {
         "target_input": study.user_attrs.get("target_input"),
+        "top_steps": top,
         "points": points,
         "front": ordered,
         "named": [p for p in points if p["named"]],
@@ -206,29 +216,48 @@ def pareto_figure(data: dict[str, Any]) -> Any:
 
     fig = go.Figure()
     pts = data["points"]
-    off = [p for p in pts if not p["on_front"]]
-    fig.add_trace(
-        go.Scatter(
-            x=[_gmacs(p["macs"]) for p in off],
-            y=[p["accuracy"] for p in off],
-            mode="markers",
-            name="evaluated",
-            marker={"color": "#9aa5b1", "size": 7},
-            text=[f"trial {p['trial']}<br>{p['placement']}" for p in off],
-            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.1%}<extra></extra>",
+
+    def errors(ps: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+        if not any(p.get("accuracy_se") for p in ps):
+            return None
+        return {"type": "data", "array": [p.get("accuracy_se") or 0.0 for p in ps], "visible": True, "thickness": 1}
+
+    def hover(p: dict[str, Any]) -> str:
+        runs = p.get("runs") or 1
+        spread = f" ± {p['accuracy_se']:.1%} (s.e.)" if p.get("accuracy_se") else ""
+        at = f", {runs} run{'s' if runs > 1 else ''} at {p['steps']} steps" if p.get("steps") else ""
+        return f"trial {p['trial']}<br>{p['placement']}<br>accuracy {p['accuracy']:.1%}{spread}{at}"
+
+    for label, color, symbol, sel in (
+        ("evaluated", "#9aa5b1", "circle", [p for p in pts if not p["on_front"] and not p.get("candidate")]),
+        ("candidates (lower budget only)", "#c8ced6", "circle-open", [p for p in pts if p.get("candidate")]),
+    ):
+        if not sel and label.startswith("candidates"):
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[_gmacs(p["macs"]) for p in sel],
+                y=[p["accuracy"] for p in sel],
+                error_y=errors(sel),
+                mode="markers",
+                name=label,
+                marker={"color": color, "size": 7, "symbol": symbol},
+                text=[hover(p) for p in sel],
+                hovertemplate="%{text}<br>%{x:.3f} GMACs<extra></extra>",
+            )
         )
-    )
     front = data["front"]
     fig.add_trace(
         go.Scatter(
             x=[_gmacs(p["macs"]) for p in front],
             y=[p["accuracy"] for p in front],
+            error_y=errors(front),
             mode="lines+markers",
             line={"shape": "hv", "color": "#d62728"},
             marker={"size": 9},
             name="Pareto front",
-            text=[f"trial {p['trial']}<br>{p['placement']}" for p in front],
-            hovertemplate="%{text}<br>%{x:.3f} GMACs<br>accuracy %{y:.1%}<extra></extra>",
+            text=[hover(p) for p in front],
+            hovertemplate="%{text}<br>%{x:.3f} GMACs<extra></extra>",
         )
     )
     named = data["named"]
@@ -247,7 +276,12 @@ def pareto_figure(data: dict[str, Any]) -> Any:
         )
     _label_ends(fig, front)
     fig.update_layout(
-        title=f"Pareto front: proxy accuracy vs MACs at {data.get('target_input') or 'the target input'}",
+        title=f"Pareto front: proxy accuracy vs MACs at {data.get('target_input') or 'the target input'}"
+        + (
+            f" (accuracy at {data['top_steps']} steps, mean ± s.e. of its runs)"
+            if any(p.get("accuracy_se") for p in pts) and data.get("top_steps")
+            else ""
+        ),
         xaxis_title="GMACs (multiply-adds, batch 1; FLOPs = 2 x MACs)",
         yaxis={"title": {"text": "proxy top-1 accuracy"}, "tickformat": ".0%"},
     )

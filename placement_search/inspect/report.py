@@ -64,15 +64,18 @@ pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; }
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = "<tr><th>trial</th><th>accuracy</th><th>GMACs</th><th>GFLOPs</th><th>M params</th><th>named</th><th>placement</th></tr>"
+    head = "<tr><th>trial</th><th>accuracy (± s.e.)</th><th>runs</th><th>steps</th><th>GMACs</th><th>GFLOPs</th><th>M params</th><th>named</th><th>placement</th></tr>"
     body = []
     for r in rows:
         acc = f"{r['accuracy'] * 100:.1f}%" if r.get("accuracy") is not None else "-"
+        if r.get("accuracy_se") is not None:
+            acc += f" ± {r['accuracy_se'] * 100:.1f}"
         gm = f"{r['macs'] / 1e9:,.3f}" if r.get("macs") is not None else "-"
         gf = f"{r['flops'] / 1e9:,.3f}" if r.get("flops") is not None else "-"
         mp = f"{r['params'] / 1e6:,.3f}" if r.get("params") is not None else "-"
         body.append(
-            f"<tr><td class='num'>{r['trial']}</td><td class='num'>{acc}</td><td class='num'>{gm}</td>"
+            f"<tr><td class='num'>{r['trial']}</td><td class='num'>{acc}</td>"
+            f"<td class='num'>{r.get('runs') or 1}</td><td class='num'>{r.get('steps') or '-'}</td><td class='num'>{gm}</td>"
             f"<td class='num'>{gf}</td><td class='num'>{mp}</td><td>{html.escape(str(r.get('named') or ''))}</td>"
             f"<td><code>{html.escape(str(r.get('placement') or ''))}</code></td></tr>"
         )
@@ -104,7 +107,14 @@ def render_report(data: dict[str, Any]) -> str:
         + html.escape(
             f"space {st['space']}; {st['trials']} trials ({st['counted']} trained, by status: "
             + ", ".join(f"{k} {v}" for k, v in st["by_status"].items())
-            + f"); Pareto front: {st['pareto_size']} trials. Compute is MACs (multiply-adds, batch 1) at the "
+            + f"); Pareto front: {st['pareto_size']} placements"
+            + (
+                f", from those evaluated at the top budget ({data['pareto']['top_steps']} steps)"
+                if data["pareto"].get("top_steps")
+                else ""
+            )
+            + ". A placement trained several times (trainer seeds, budgets) shows the mean of its runs at the "
+            "highest budget it reached, with the standard error of that mean. Compute is MACs (multiply-adds, batch 1) at the "
             f"target input {data['pareto'].get('target_input')}; FLOPs = 2 x MACs. Accuracy is the proxy run's "
             f"held-out top-1: it ranks placements, it is not a full-training accuracy. "
             f"Generated {data['generated']} by placement-search {data['package_version']}."

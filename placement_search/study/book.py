@@ -4,13 +4,18 @@ stored trials on resume and from each trial as it ends; nothing here touches sto
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
 from ..pareto import dominates
 from ..placement import placement_key
 from .early_stop import Reference
-from .records import COUNTED, FINAL, trial_attrs, trial_status
+from .ladder import Run
+from .records import COUNTED, FINAL, run_fields, trial_attrs, trial_status
+
+#: statuses of a trial that was a training run (trained, stopped, failed or cut short)
+RUN_STATUSES = (*COUNTED, "driver_died", "interrupted")
 
 __all__ = ["Book"]
 
@@ -18,10 +23,21 @@ __all__ = ["Book"]
 class Book:
     """Args:
     directions: ``"maximize"``/``"minimize"`` per objective, in the study's order.
+    base_steps: the lowest rung's steps: a run of ``s`` steps is ``s / base_steps`` trials' worth
+        of training (the trial budget counts work, so a promoted run counts by its steps).
+    accuracy_index: where accuracy is among the objectives.
     """
 
-    def __init__(self, directions: Sequence[str]) -> None:
+    def __init__(self, directions: Sequence[str], base_steps: int | None = None, accuracy_index: int = 0) -> None:
         self.directions = list(directions)
+        self.base_steps = base_steps
+        self.acc_i = accuracy_index
+        #: placement key -> its training runs (every outcome), for the ladder
+        self.runs: dict[str, list[Run]] = {}
+        #: placement key -> its objective values from its first ok run (costs exact or measured once)
+        self.first_values: dict[str, list[float]] = {}
+        #: training work counted against the budget, in runs at ``base_steps``
+        self.work = 0.0
         #: placement key -> the first final outcome of that placement (what a repeat reuses)
         self.outcomes: dict[str, dict[str, Any]] = {}
         self.by_status: dict[str, int] = {}
@@ -51,9 +67,42 @@ class Book:
         self.by_status[status] = self.by_status.get(status, 0) + 1
         if status in COUNTED:
             self.counted += 1
+        steps, seed, _ = run_fields(outcome["user_attrs"]) if outcome else (None, None, "")
+        if status in COUNTED:
+            self.work += self.weight(steps)
+        if key and outcome and status in RUN_STATUSES and steps is not None:
+            acc = outcome["values"][self.acc_i] if status == "ok" and outcome["values"] else None
+            self.runs.setdefault(key, []).append(Run(steps, seed if seed is not None else 0, status, acc))
+            if acc is not None and key not in self.first_values:
+                self.first_values[key] = list(outcome["values"])
         if key and outcome and status in FINAL and key not in self.outcomes:
             self.outcomes[key] = outcome
             self._add_to_front(outcome)
+
+    def weight(self, steps: int | None) -> float:
+        """A run's training work in runs at the lowest rung."""
+        if not steps or not self.base_steps:
+            return 1.0
+        return steps / self.base_steps
+
+    def costs(self) -> dict[str, list[float]]:
+        """Placement key -> its cost objectives, each minimised (for the ladder)."""
+        return {
+            k: [v if d == "minimize" else -v for i, (v, d) in enumerate(zip(vals, self.directions)) if i != self.acc_i]
+            for k, vals in self.first_values.items()
+        }
+
+    def estimate(self, key: str) -> list[float] | None:
+        """A placement's values as the sampler should see them: accuracy the mean of its ok runs
+        at the highest budget it reached (None: no ok run)."""
+        vals = self.first_values.get(key)
+        ok = [r for r in self.runs.get(key, ()) if r.status == "ok" and r.accuracy is not None]
+        if vals is None or not ok:
+            return None
+        top = max(r.steps for r in ok)
+        out = list(vals)
+        out[self.acc_i] = statistics.fmean(r.accuracy for r in ok if r.steps == top and r.accuracy is not None)
+        return out
 
     def note(self, status: str) -> None:
         """A non-trial event counted by kind (``repeat``, ``reused``, ``interrupted``)."""
@@ -61,6 +110,9 @@ class Book:
 
     def add_curve(self, number: int, attrs: dict[str, Any], status: str) -> None:
         """A trained trial's held-out accuracy by step: the reference the early-stopping rule uses."""
+        steps, _, kind = run_fields(attrs)
+        if kind != "sampled" or (self.base_steps and steps and steps != self.base_steps):
+            return  # follow-up runs run their whole budget; curves compare at one budget only
         if status in ("ok", "early_stopped") and attrs.get("eval_curve") and attrs.get("macs") is not None:
             curve = {int(s): float(a) for s, a in attrs["eval_curve"]}
             self.reference.append(Reference(number, int(attrs["macs"]), curve))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import itertools
 import json
 import math
 import re
@@ -39,6 +40,7 @@ __all__ = [
     "Constraints",
     "DataConfig",
     "EarlyStopping",
+    "Fidelity",
     "RayConfig",
     "Resources",
     "StudyConfig",
@@ -246,6 +248,40 @@ class TableConfig:
 
 
 @dataclass(frozen=True)
+class Fidelity:
+    """Budgets (rungs) and promotion between them: multi-fidelity, multi-objective.
+
+    Every placement the sampler proposes is trained at ``steps[0]``; the ones on or near the
+    non-dominated front of a rung (accuracy against the exact cost, within ``margin``) are
+    trained again at the next rung, a share ``promote`` of each rung at most (asynchronous
+    successive halving: a rung promotes as soon as it holds enough runs, no worker waits), and a
+    placement that reaches the top rung gets ``seeds_at_top`` trainer seeds there. A study with
+    one rung and ``seeds_at_top = N`` is ``repeats = N``. See docs/studies.md.
+
+    Attributes:
+        steps: the rungs' training steps, ascending; the last is the top budget.
+        promote: the largest share of a rung's placements that go up a rung (ASHA's 1/eta).
+        seeds_at_top: trainer seeds per placement at the top rung.
+        margin: accuracy margin of "near the front": a placement counts as non-dominated unless
+            another costs no more and is at least ``margin`` more accurate; ``None`` ("auto"):
+            the seed noise measured at the top rung (the pooled standard deviation of the
+            placements with several seeds there), 0 until it is measured.
+    """
+
+    steps: tuple[int, ...]
+    promote: float = 1 / 3
+    seeds_at_top: int = 1
+    margin: float | None = 0.0
+
+    @property
+    def top(self) -> int:
+        return self.steps[-1]
+
+    def rung_of(self, steps: int) -> int | None:
+        return self.steps.index(steps) if steps in self.steps else None
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A whole study: what to search, on what data, at what cost, where results live."""
 
@@ -270,6 +306,10 @@ class StudyConfig:
     resources: Resources = Resources()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     table: TableConfig | None = None
+    #: trainer seeds per placement at its top budget (``repeats = N``; [fidelity] seeds_at_top)
+    repeats: int = 1
+    #: budgets and promotion (``[fidelity]``); None: every run at the proxy budget
+    fidelity: Fidelity | None = None
     #: how trials are evaluated: ``None`` (train the proxy) or ``"table:PATH"`` (look results up
     #: in a ground-truth table CSV; see placement_search.table)
     evaluator: str | None = None
@@ -277,6 +317,18 @@ class StudyConfig:
     @property
     def directions(self) -> list[Any]:
         return [OBJECTIVES[o][0] for o in self.objectives]
+
+    @property
+    def ladder(self) -> Fidelity:
+        """The study's rungs, one (the proxy budget) when it declares no ``[fidelity]``."""
+        if self.fidelity is not None:
+            return self.fidelity
+        return Fidelity(steps=(self.proxy.steps,), promote=0.0, seeds_at_top=self.repeats)
+
+    @property
+    def runs_per_placement(self) -> bool:
+        """Whether a placement may be trained more than once (repeats or rungs)."""
+        return self.ladder.seeds_at_top > 1 or len(self.ladder.steps) > 1
 
     @property
     def needs_latency(self) -> bool:
@@ -419,6 +471,8 @@ _TOP = {
     "resources",
     "artifacts",
     "table",
+    "repeats",
+    "fidelity",
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -547,6 +601,14 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
     if art.path is not None and not Path(art.path).expanduser().is_absolute():
         art = dataclasses.replace(art, path=str((base / Path(art.path).expanduser()).resolve()))
     kw["artifacts"] = art
+    if "repeats" in data:
+        repeats = _coerce(data["repeats"], int, f"{f}: repeats")
+        if not 1 <= repeats <= 100:
+            raise UserError(f"{f}: repeats: expected trainer seeds per placement in [1, 100], got {repeats}")
+        kw["repeats"] = repeats
+    if "fidelity" in data:
+        kw["fidelity"] = _fidelity(data["fidelity"], f"{f}: [fidelity]", kw["proxy"], proxy_table, kw.get("repeats", 1))
+        kw["proxy"] = dataclasses.replace(kw["proxy"], steps=kw["fidelity"].steps[0])
     if "table" in data:
         kw["table"] = _table_config(data["table"], f"{f}: [table]", kw["proxy"], kw["data"], base)
     cfg = StudyConfig(**kw)
@@ -559,6 +621,57 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
         raise UserError(f"{f}: sampler 'families' evaluates exactly the placements of evaluate_first, which is empty")
     _check_sampler_options(cfg, f)
     return cfg
+
+
+def _fraction(value: Any, where: str) -> float:
+    """``0.33``, ``"1/3"``: a share in (0, 1]."""
+    v: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        v = float(value)
+    elif isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)) and int(m.group(2)):
+        v = int(m.group(1)) / int(m.group(2))
+    if v is None or not 0.0 < v <= 1.0:
+        raise UserError(f'{where}: expected a share in (0, 1] such as 0.33 or "1/3", got {value!r}')
+    return v
+
+
+def _fidelity(table: Any, where: str, proxy: ProxyBudget, proxy_table: Any, repeats: int) -> Fidelity:
+    if not isinstance(table, Mapping):
+        raise UserError(f"{where}: expected a table, got {table!r}")
+    allowed = ["steps", "promote", "seeds_at_top", "margin"]
+    for key in table:
+        if key not in allowed:
+            raise _unknown(key, allowed, where)
+    steps = table.get("steps")
+    if (
+        not isinstance(steps, list)
+        or not steps
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps)
+        or any(a >= b for a, b in itertools.pairwise(steps))
+    ):
+        raise UserError(f"{where}.steps: expected ascending positive step counts such as [80, 240, 720], got {steps!r}")
+    if steps[0] <= proxy.warmup_steps:
+        raise UserError(
+            f"{where}.steps: the lowest rung ({steps[0]} steps) must be longer than [proxy] warmup_steps ({proxy.warmup_steps})"
+        )
+    if isinstance(proxy_table, Mapping) and "steps" in proxy_table and proxy_table["steps"] != steps[0]:
+        raise UserError(
+            f"{where}.steps: the lowest rung is the proxy budget, but [proxy] steps = {proxy_table['steps']!r} "
+            f"and [fidelity] steps start at {steps[0]}: leave [proxy] steps out"
+        )
+    promote = _fraction(table.get("promote", "1/3"), f"{where}.promote")
+    seeds = _coerce(table.get("seeds_at_top", repeats), int, f"{where}.seeds_at_top")
+    if not 1 <= seeds <= 100:
+        raise UserError(f"{where}.seeds_at_top: expected trainer seeds in [1, 100], got {seeds}")
+    margin_v = table.get("margin", 0.0)
+    margin: float | None
+    if margin_v == "auto":
+        margin = None
+    elif isinstance(margin_v, int | float) and not isinstance(margin_v, bool) and 0.0 <= margin_v < 1.0:
+        margin = float(margin_v)
+    else:
+        raise UserError(f'{where}.margin: expected an accuracy margin in [0, 1) or "auto", got {margin_v!r}')
+    return Fidelity(tuple(steps), promote, seeds, margin)
 
 
 def _evaluator(value: Any, where: str, base: Path) -> str:
@@ -740,6 +853,40 @@ def resolve_evaluate_first(cfg: StudyConfig, space: Any) -> list[tuple[str, Any]
             if n not in [x for x, _ in out]:
                 out.append((n, npl.placement))
     return out
+
+
+def stored_study_config(stored: Mapping[str, Any], where: str) -> StudyConfig:
+    """The configuration a study stored when it was created (its ``config`` user attribute,
+    :meth:`StudyConfig.to_dict`), read back: what ``promote`` runs a finished study with."""
+    if not isinstance(stored, Mapping) or "space" not in stored:
+        raise UserError(f"{where}: the study stores no configuration (was it created by placement-search run?)")
+
+    def clean(d: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if v is not None}
+
+    d = clean(stored)
+    d.pop("path", None)
+    d.pop("table", None)
+    d["schema_version"] = SCHEMA_VERSION
+    proxy = clean(d.get("proxy", {}))
+    proxy.pop("threads", None)
+    if "evaluator" in d:
+        proxy["evaluator"] = d.pop("evaluator")
+    fid = d.get("fidelity")
+    if isinstance(fid, Mapping):
+        d["fidelity"] = {
+            **clean(fid),
+            "steps": list(fid["steps"]),
+            "margin": "auto" if fid.get("margin") is None else fid["margin"],
+        }
+    d["proxy"] = proxy
+    for section in ("target", "data", "constraints", "early_stopping", "ray", "resources", "artifacts"):
+        if isinstance(d.get(section), Mapping):
+            d[section] = clean(d[section])
+    try:
+        return study_config_from_dict(d, None)
+    except UserError as e:
+        raise UserError(f"{where}: its stored configuration does not load here: {e}") from None
 
 
 def config_json(cfg: StudyConfig) -> str:

@@ -15,10 +15,16 @@ from .early_stop import Reference, compact
 __all__ = ["proxy_budget", "trial_files", "trial_spec"]
 
 
-def proxy_budget(cfg: StudyConfig) -> dict[str, Any]:
-    """The study's proxy budget as a worker takes it (with its thread count)."""
+def proxy_budget(cfg: StudyConfig, steps: int | None = None, seed: int | None = None) -> dict[str, Any]:
+    """The study's proxy budget as a worker takes it (with its thread count); ``steps`` and
+    ``seed``: a run at another rung or with another trainer seed (the schedule's warm-up and
+    evaluation interval stay: the cosine decay stretches to the run's steps)."""
     budget = asdict(cfg.proxy)
     budget["threads"] = max(1, int(cfg.resources.cpus))
+    if steps is not None:
+        budget["steps"] = steps
+    if seed is not None:
+        budget["seed"] = seed
     return budget
 
 
@@ -32,18 +38,21 @@ def trial_spec(
     reference: list[Reference],
     named: bool,
     fault: str | None = None,
+    run: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
     """Everything a worker needs to run one trial (plain data: it crosses to a Ray worker).
 
     ``reference``: the study's finished curves; only the few cheaper, better ones that can stop
     this run early travel (named placements, the study's fixed points of comparison, run their
-    whole budget)."""
+    whole budget). ``run``: a follow-up run ``(steps, trainer seed, draw)`` (a repeat or a
+    promotion; it runs its whole budget; ``draw``: the placement's first trial number, so that a
+    table evaluator gives the runs of one placement distinct seeds)."""
     spec: dict[str, Any] = {
         "space": cfg.space,
         "space_toml": space_text,
         "placement": costs["placement"],
         "data": asdict(cfg.data),
-        "proxy": proxy_budget(cfg),
+        "proxy": proxy_budget(cfg, *(run[:2] if run else (None, None))),
         "target": asdict(cfg.target),
         "macs": costs["macs"],
         "fault": fault,
@@ -51,12 +60,15 @@ def trial_spec(
         "keep_weights": cfg.artifacts.enabled and cfg.artifacts.keep_weights != "none",
         "evaluator": cfg.evaluator,
         "placement_string": costs["placement_string"],
-        "draw": cfg.proxy.seed * 1_000_003 + number,  # which table seed answers (table evaluator)
+        # which table seed answers (table evaluator): the runs of a placement at one budget take
+        # its seeds in turn from a draw of the placement's first trial
+        "draw": cfg.proxy.seed * 1_000_003 + (run[2] if run else number),
+        "repeat": (run[1] - cfg.proxy.seed) if run else 0,
     }
     if cfg.needs_latency:
         spec["latency"] = {"input_shape": list(target_shape), "max_ms": cfg.constraints.max_latency_ms}
     es = cfg.early_stopping
-    if es.enabled and cfg.proxy.eval_every and not named:
+    if es.enabled and cfg.proxy.eval_every and not named and run is None:
         refs, counts = compact(reference, costs["macs"], keep=max(es.min_dominating, 3))
         spec["early_stopping"] = {
             "margin": es.margin,

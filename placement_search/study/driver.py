@@ -44,10 +44,11 @@ from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .costing import StudyCosts
 from .dispatch import proxy_budget, trial_files, trial_spec
 from .executor import Executor, InlineExecutor, RayExecutor, classify_error
+from .ladder import FollowUp, Ladder
 from .lease import Lease
 from .opening import artifact_dir, enqueue_first, open_study, recover, requeue, trial_params
 from .proposer import Proposal, Proposer
-from .records import run_outcome, write_finished, write_trial
+from .records import run_fields, run_outcome, write_finished, write_trial
 from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
@@ -81,7 +82,7 @@ class RunResult:
 class _InFlight:
     number: int
     trial_id: int
-    mirror: Any  # optuna.Trial of the mirror study
+    mirror: Any  # optuna.Trial of the mirror study (None: a follow-up run, not the sampler's)
     key: str
     placement: Placement
     costs: dict[str, Any]
@@ -99,6 +100,10 @@ class _InFlight:
     host: str | None = None
     latency_device: str | None = None
     final: dict[str, Any] | None = None
+    #: the run: its steps, trainer seed and kind (sampled, repeat, promotion)
+    steps: int = 0
+    seed: int = 0
+    kind: str = "sampled"
 
 
 class _Interrupt(Exception):
@@ -132,6 +137,8 @@ class SearchDriver:
             seconds) and at the end, to refresh live figures; ``placement-search run`` passes
             :func:`placement_search.inspect.figures.push_dashboard_figures` (optuna-dashboard's
             plots). A failure is a warning, never a lost study.
+        queued_only: train the study's queued runs (``promote``, re-queued trials) and stop;
+            propose nothing new.
     """
 
     def __init__(
@@ -148,8 +155,10 @@ class SearchDriver:
         trial_fn: Callable[[dict[str, Any]], Any] | None = None,
         executor: Executor | str | None = None,
         publish_figures: Callable[[Any, SearchSpace], Any] | None = None,
+        queued_only: bool = False,
     ) -> None:
         self.trial_fn = trial_fn
+        self.queued_only = queued_only
         self.publish_figures = publish_figures
         self.cfg = cfg
         self.storage_url = storage or cfg.storage
@@ -184,7 +193,10 @@ class SearchDriver:
         self.costs.check_feasible_exists()
         self.inflight: dict[Any, _InFlight] = {}
         self.dup_waiting: dict[str, list[tuple[Any, tuple[int, int, dict[str, Any], dict[str, Any]]]]] = {}
-        self.book = Book(cfg.directions)
+        self.book = Book(cfg.directions, cfg.ladder.steps[0], list(cfg.objectives).index("accuracy"))
+        #: the rungs (repeats, promotion); None: one run per placement
+        self.ladder = Ladder(cfg.ladder, cfg.proxy.seed) if cfg.runs_per_placement else None
+        self._mirror_stale = False
         self.idle_proposals = 0
         self.latency_streak = 0
         self.started = time.monotonic()
@@ -259,6 +271,7 @@ class SearchDriver:
         recovered = recover(self.study, self.storage)
         self._build_mirror()
         self.counted_at_start = self.book.counted
+        self.work_at_start = self.book.work
         self._terminate = False
         result = RunResult(self.study_name, self.storage_url, created, self.book.counted, self.target_trials)
         result.recovered = recovered
@@ -328,11 +341,19 @@ class SearchDriver:
         self._terminate = True
 
     def _done_reason(self) -> str | None:
-        if self.cfg.sampler == "families":
+        if self.queued_only:
+            if not self.proposer.queue:
+                return "every queued run has been dispatched"
+        elif self.cfg.sampler == "families":
             if not self.proposer.queue:
                 return "every placement of evaluate_first has been evaluated"
-        elif self.book.counted + len(self.inflight) >= self.target_trials:
-            return f"reached {self.target_trials} counted trials"
+        elif (
+            self.book.work + sum(self.book.weight(fl.steps) for fl in self.inflight.values())
+            >= self.target_trials - 1e-9
+        ):
+            return f"reached {self.target_trials} counted trials" + (
+                " (training work, in runs at the lowest budget)" if self.ladder is not None else ""
+            )
         if self.timeout is not None and time.monotonic() - self.started >= self.timeout:
             return f"time limit of {self.timeout:g} s reached"
         if self.idle_proposals >= MAX_IDLE_PROPOSALS:
@@ -340,7 +361,8 @@ class SearchDriver:
                 f"the sampler proposed {MAX_IDLE_PROPOSALS} placements in a row that were already evaluated or "
                 "infeasible: the space (or its feasible part) looks exhausted"
             )
-        if len(self.book.outcomes) + len(self.inflight) >= self.space.size:
+        sampled_inflight = sum(1 for fl in self.inflight.values() if fl.kind == "sampled")
+        if len(self.book.outcomes) + sampled_inflight >= self.space.size and not self._follow_up_due():
             return "every placement of the space has been evaluated"
         if self.latency_streak >= MAX_LATENCY_INFEASIBLE:
             return (
@@ -360,7 +382,8 @@ class SearchDriver:
                 raise _Interrupt()
             stop = self._done_reason()
             while stop is None and len(self.inflight) < slots:
-                self._propose()
+                if not self._follow_up():
+                    self._propose()
                 stop = self._done_reason()
             if not self.inflight:
                 break
@@ -378,6 +401,7 @@ class SearchDriver:
         return {
             "counted": self.book.counted,
             "counted_this_run": self.book.counted - getattr(self, "counted_at_start", 0),
+            "work": self.book.work,
             "target": self.target_trials,
             "running": len(self.inflight),
             "by_status": dict(self.book.by_status),
@@ -388,7 +412,20 @@ class SearchDriver:
 
     # -- proposing ----------------------------------------------------------------------------
     def _propose(self) -> None:
+        if self._mirror_stale:
+            # the sampler learns from the best fidelity each placement reached
+            self.proposer.rebuild({k: self.book.estimate(k) for k in self.book.first_values})
+            self._mirror_stale = False
         p = self.proposer.ask()
+        if p.mt is None:  # a queued follow-up run (re-queued after a crash, or from `promote`)
+            x = p.extra
+            steps, seed = (
+                int(x.get("budget_steps", self.cfg.proxy.steps)),
+                int(x.get("trainer_seed", self.cfg.proxy.seed)),
+            )
+            fu = FollowUp(p.key, steps, seed, str(x.get("run_kind", "repeat")))
+            self._dispatch_follow_up(fu, p.placement, p.waiting, {k: v for k, v in x.items() if k == "retry_of"})
+            return
         inflight = any(fl.key == p.key for fl in self.inflight.values())
         if p.waiting is None and (p.key in self.book.outcomes or inflight):
             self._repeat(p)
@@ -408,6 +445,98 @@ class SearchDriver:
             return
         self.idle_proposals = 0
         self._dispatch(p.mt, p.waiting, p.key, p.placement, costs, violations, p.extra)
+
+    # -- follow-up runs (repeats, promotion) ---------------------------------------------------
+    def _taken_runs(self) -> set[tuple[str, int, int]]:
+        taken = {(fl.key, fl.steps, fl.seed) for fl in self.inflight.values()}
+        for _, _, params, ua in self.proposer.queue:
+            steps, seed, kind = run_fields(ua)
+            if kind != "sampled" and steps is not None and seed is not None:
+                key = placement_key(self.space.from_group_tokens({g: str(v) for g, v in params.items()}, "queued run"))
+                taken.add((key, steps, seed))
+        return taken
+
+    def _follow_up_due(self) -> bool:
+        if self.ladder is None:
+            return False
+        return self.ladder.next(self.book.runs, self.book.costs(), self._taken_runs()) is not None
+
+    def _follow_up(self) -> bool:
+        """Dispatch the run the ladder asks for (more seeds at the top, a promotion), if any."""
+        if self.ladder is None or self.proposer.queue:  # queued rows (named, re-queued) go first
+            return False
+        fu = self.ladder.next(self.book.runs, self.book.costs(), self._taken_runs())
+        if fu is None:
+            return False
+        src = self.book.outcomes[fu.key]
+        placement = Placement.from_dict(src["user_attrs"]["placement"])
+        self._dispatch_follow_up(fu, placement, None, {})
+        return True
+
+    def _dispatch_follow_up(
+        self, fu: FollowUp, placement: Placement, rdb_waiting: tuple[int, int] | None, extra: dict[str, Any]
+    ) -> None:
+        """Train a placement again: another trainer seed or a bigger budget. Not the sampler's
+        proposal: it has no mirror trial; the sampler sees its effect when the mirror is rebuilt."""
+        from optuna.trial import TrialState
+
+        from .opening import group_params
+
+        costs = self._costs(placement)
+        src = self.book.outcomes.get(fu.key)
+        first = src["number"] if src is not None else None
+        budget = proxy_budget(self.cfg, fu.steps, fu.seed)
+        ua = {
+            **costs,
+            **extra,
+            "status": "running",
+            "proxy_budget": {k: v for k, v in budget.items() if k not in ("threads", "log_every")},
+            "budget_steps": fu.steps,
+            "trainer_seed": fu.seed,
+            "run_kind": fu.kind,
+            **({"run_of": first} if first is not None else {}),
+        }
+        if src is not None and src["user_attrs"].get("named"):
+            ua["named"] = src["user_attrs"]["named"]
+        params = group_params(self.space, placement)
+        system = dict(src["system_attrs"]) if src is not None else {}
+        trial_id, number = write_trial(
+            self.storage,
+            self.study_id,
+            rdb_waiting,
+            state=TrialState.RUNNING,
+            params=params,
+            distributions=self.proposer.dists,
+            user_attrs=ua,
+            system_attrs=system,
+        )
+        spec = trial_spec(
+            self.cfg,
+            costs,
+            number=number,
+            space_text=self.space_text,
+            target_shape=tuple(self.target_costs.input_shape),
+            reference=self.book.reference,
+            named=True,
+            fault=self.faults.get(costs["placement_string"]),
+            run=(fu.steps, fu.seed, first if first is not None else number),
+        )
+        fl = _InFlight(number, trial_id, None, fu.key, placement, costs, spec, named=ua.get("named"))
+        fl.steps, fl.seed, fl.kind = fu.steps, fu.seed, fu.kind
+        fl.started_attrs = ua
+        fl.constraints = frozenset(system)
+        self._submit(fl)
+        self.on_event(
+            "start",
+            {
+                "number": number,
+                "placement": costs["placement_string"],
+                "macs": costs["macs"],
+                "run": fu.kind,
+                "steps": fu.steps,
+                "seed": fu.seed,
+            },
+        )
 
     def _repeat(self, p: Proposal) -> None:
         self.book.note("repeat")
@@ -525,6 +654,9 @@ class SearchDriver:
             **self._set_constraints(mt, violations),
             "status": "running",
             "proxy_budget": {k: v for k, v in budget.items() if k not in ("threads", "log_every")},
+            "budget_steps": budget["steps"],
+            "trainer_seed": budget["seed"],
+            "run_kind": "sampled",
         }
         trial_id, number = self._write_new(mt, rdb_waiting, TrialState.RUNNING, None, ua)
         spec = trial_spec(
@@ -538,6 +670,7 @@ class SearchDriver:
             fault=self.faults.get(costs["placement_string"]),
         )
         fl = _InFlight(number, trial_id, mt, key, placement, costs, spec, named=extra.get("named"))
+        fl.steps, fl.seed = budget["steps"], budget["seed"]
         fl.started_attrs = ua
         fl.constraints = frozenset(k for k in self.proposer.frozen(mt).system_attrs if k.startswith("constraints:"))
         self._submit(fl)
@@ -608,7 +741,7 @@ class SearchDriver:
             ua["latency_ms"] = fl.costs["latency_ms"]
             ua["latency_device"] = fl.latency_device
             max_ms = self.cfg.constraints.max_latency_ms
-            if max_ms is not None:
+            if max_ms is not None and fl.mirror is not None:
                 v = (fl.costs["latency_ms"] - max_ms) / max_ms
                 fl.mirror.set_constraint("max_latency_ms", v)
         status, state, result = run_outcome(final, failure, margin=self.cfg.early_stopping.margin)
@@ -617,7 +750,7 @@ class SearchDriver:
             values = self.costs.values(result["accuracy"], fl.costs)
         files = self._artifacts(fl, final, ua, values) if self.artifact_store is not None else []
         # constraints set since dispatch (a measured latency): the others are stored already
-        frozen_sys = self.proposer.frozen(fl.mirror).system_attrs
+        frozen_sys = self.proposer.frozen(fl.mirror).system_attrs if fl.mirror is not None else {}
         system_attrs = {k: v for k, v in frozen_sys.items() if k.startswith("constraints:") and k not in fl.constraints}
         write_finished(
             self.storage,
@@ -629,9 +762,23 @@ class SearchDriver:
             files=files,
             artifact_store=self.artifact_store,
         )
-        self.proposer.tell(fl.mirror, state, values)
         full_ua = {**fl.started_attrs, **ua}
-        self.book.record(status, fl.key, self._outcome(fl.number, state, values, full_ua, fl.mirror))
+        if fl.mirror is not None:
+            self.proposer.tell(fl.mirror, state, values)
+            outcome = self._outcome(fl.number, state, values, full_ua, fl.mirror)
+        else:
+            src = self.book.outcomes.get(fl.key)
+            outcome = {
+                "number": fl.number,
+                "state": state,
+                "values": values,
+                "status": status,
+                "user_attrs": dict(full_ua),
+                "system_attrs": dict(src["system_attrs"]) if src is not None else {},
+            }
+        if self.ladder is not None:
+            self._mirror_stale = True
+        self.book.record(status, fl.key, outcome)
         self.latency_streak = self.latency_streak + 1 if status == "infeasible" else 0
         self.book.add_curve(fl.number, full_ua, status)
         self.on_event(

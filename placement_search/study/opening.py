@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..placement import Placement, placement_key
 from ..space import SearchSpace
 from .config import StudyConfig
-from .records import stored_result, write_finished
+from .records import RUN_FIELDS, stored_result, write_finished
 
 __all__ = [
     "artifact_dir",
@@ -159,6 +159,10 @@ def requeue(study: Any, t: Any) -> None:
     params = trial_params(t)
     if params:
         ua = {"retry_of": t.number, **({"named": t.user_attrs["named"]} if t.user_attrs.get("named") else {})}
+        # a follow-up run (a repeat, a promotion) is queued as the same run: same budget and seed
+        ua.update(
+            {k: t.user_attrs[k] for k in RUN_FIELDS if k in t.user_attrs and t.user_attrs.get("run_kind") != "sampled"}
+        )
         study.enqueue_trial(params, user_attrs=ua)
 
 

@@ -24,7 +24,8 @@ QueueItem = tuple[int, int, dict[str, Any], dict[str, Any]]
 
 @dataclass
 class Proposal:
-    """One placement to evaluate, as the sampler's mirror trial ``mt`` holds it."""
+    """One placement to evaluate, as the sampler's mirror trial ``mt`` holds it (None: a queued
+    follow-up run, a repeat or promotion, which the sampler does not propose)."""
 
     mt: Any
     placement: Placement
@@ -68,14 +69,23 @@ class Proposer:
         self.mirror = optuna.create_study(
             storage=self.storage, directions=list(directions), sampler=make_sampler(sampler, options, seed, groups)
         )
+        self.sampler = self.mirror.sampler
+        self.directions = list(directions)
         # the sampler's copy carries no intermediate values: multi-objective TPE would sort
         # PRUNED (early-stopped) trials by them and fail (it does so for single-objective only)
-        copies = []
+        from .records import run_fields, trial_attrs
+
+        #: the finished trials the sampler has seen, as it saw them (follow-up runs are not
+        #: the sampler's: it sees their effect through :meth:`rebuild`)
+        self.history: list[Any] = []
         for t in trials:
+            if run_fields(trial_attrs(t))[2] != "sampled":
+                continue
             c = copy.copy(t)
             c.intermediate_values = {}
-            copies.append(c)
-        self.mirror.add_trials(copies)
+            self.history.append(c)
+        self.mirror.add_trials(self.history)
+        self._keys: dict[int, str] = {}
         self.queue: deque[QueueItem] = deque(queue)
         self.neighbours: deque[tuple[dict[str, str], int | None]] = deque()
 
@@ -87,6 +97,12 @@ class Proposer:
             item = self.queue.popleft()
             trial_id, number, params, ua = item
             waiting = (trial_id, number)
+            if ua.get("run_kind") in ("repeat", "promotion"):
+                placement = self.space.from_group_tokens({g: str(v) for g, v in params.items()}, "queued run")
+                extra = {
+                    k: ua[k] for k in ("run_kind", "budget_steps", "trainer_seed", "run_of", "retry_of") if k in ua
+                }
+                return Proposal(None, placement, placement_key(placement), waiting, item, extra)
             if "retry_of" in ua:
                 extra["retry_of"] = ua["retry_of"]
             if ua.get("named"):
@@ -103,21 +119,58 @@ class Proposer:
     def tell(self, mt: Any, state: Any, values: Sequence[float] | None = None) -> None:
         from optuna.trial import TrialState
 
+        # the mirror it was asked from (an earlier one, if the mirror was rebuilt since)
         if state == TrialState.COMPLETE:
-            self.mirror.tell(mt, list(values or []))
+            mt.study.tell(mt, list(values or []))
         else:
-            self.mirror.tell(mt, state=state)
+            mt.study.tell(mt, state=state)
+        c = copy.copy(self.frozen(mt))
+        c.intermediate_values = {}
+        self.history.append(c)
 
     def frozen(self, mt: Any) -> Any:
         """The mirror's stored copy of a trial (its system attributes: constraints)."""
-        return self.storage.get_trial(mt._trial_id)
+        return mt.storage.get_trial(mt._trial_id)
+
+    def rebuild(self, estimates: dict[str, list[float] | None]) -> None:
+        """A new mirror from the trials the sampler has seen, each completed placement's values
+        replaced by ``estimates[key]`` (its mean at the highest budget it reached): the sampler
+        learns from the best fidelity each placement reached. The same sampler object carries
+        on (its random state, its model settings); trials in flight are told into the mirror
+        they were asked from, and join the next rebuild through :attr:`history`."""
+        import optuna
+        from optuna.trial import TrialState
+
+        copies = []
+        for t in self.history:
+            c = t
+            if t.state == TrialState.COMPLETE and t.values:
+                key = self._key(t)
+                new = estimates.get(key) if key is not None else None
+                if new is not None and list(new) != list(t.values):
+                    c = copy.copy(t)
+                    c.values = list(new)
+            copies.append(c)
+        self.storage = optuna.storages.InMemoryStorage()
+        self.mirror = optuna.create_study(storage=self.storage, directions=self.directions, sampler=self.sampler)
+        self.mirror.add_trials(copies)
+
+    def _key(self, t: Any) -> str | None:
+        k = self._keys.get(id(t))
+        if k is None:
+            try:
+                p = self.space.from_group_tokens({g: str(v) for g, v in t.params.items()}, "mirror trial")
+            except Exception:
+                return None
+            k = self._keys[id(t)] = placement_key(p)
+        return k
 
     def requeue(self, mt: Any, item: QueueItem) -> None:
         """A queued proposal whose twin failed while it waited: drop it from the sampler's copy
         and propose it again next."""
         from optuna.trial import TrialState
 
-        self.mirror.tell(mt, state=TrialState.FAIL)
+        mt.study.tell(mt, state=TrialState.FAIL)
         self.queue.appendleft(item)
 
     def repeated(self, mt: Any, taken: set[str], origin: int | None) -> bool:
@@ -129,7 +182,7 @@ class Proposer:
         moves on by itself)."""
         from optuna.trial import TrialState
 
-        self.mirror.tell(mt, state=TrialState.FAIL)
+        mt.study.tell(mt, state=TrialState.FAIL)
         if self.sampler_name == "grid":
             return False
         taken = taken | self.queued_keys()

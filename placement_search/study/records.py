@@ -30,6 +30,7 @@ __all__ = [
     "FINAL",
     "RESULT",
     "placement_key",
+    "run_fields",
     "run_outcome",
     "study_space",
     "trial_attrs",
@@ -57,6 +58,25 @@ def trial_attrs(trial: Any) -> dict[str, Any]:
     merged = {k: v for k, v in ua.items() if k != RESULT}
     merged.update(result)
     return merged
+
+
+#: the attributes that say which run of its placement a trial is (see :func:`run_fields`)
+RUN_FIELDS = ("budget_steps", "trainer_seed", "run_kind", "run_of")
+
+
+def run_fields(attrs: Mapping[str, Any]) -> tuple[int | None, int | None, str]:
+    """Which run of its placement a trial is: ``(steps, trainer seed, kind)``, kind ``sampled``
+    (the sampler proposed it), ``repeat`` (another trainer seed) or ``promotion`` (a bigger
+    budget). Trials of earlier releases, one run per placement, read as their proxy budget's."""
+    pb = attrs.get("proxy_budget")
+    budget: Mapping[str, Any] = pb if isinstance(pb, Mapping) else {}
+    steps = attrs.get("budget_steps", budget.get("steps"))
+    seed = attrs.get("trainer_seed", budget.get("seed"))
+    return (
+        int(steps) if steps is not None else None,
+        int(seed) if seed is not None else None,
+        str(attrs.get("run_kind", "sampled")),
+    )
 
 
 def trial_status(trial: Any, attrs: Mapping[str, Any] | None = None) -> str:

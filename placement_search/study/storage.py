@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..pareto import dominates
 from .config import check_storage_url, journal_path
 from .lease import driver_state
-from .records import COUNTED, FINAL, trial_attrs, trial_status
+from .records import COUNTED, FINAL, run_fields, trial_attrs, trial_status
 
 __all__ = ["COUNTED", "FINAL", "open_storage", "pareto_rows", "study_status", "study_summaries", "trial_status"]
 
@@ -200,10 +200,16 @@ def study_status(study: Any) -> dict[str, Any]:
     """Counts by outcome, Pareto size, best accuracy, times."""
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
+    runs: dict[int, int] = {}  # counted runs by budget (steps)
     for t in trials:
         s = trial_status(t)
         counts[s] = counts.get(s, 0) + 1
+        if s in COUNTED:
+            steps = run_fields(trial_attrs(t))[0] or 0
+            runs[steps] = runs.get(steps, 0) + 1
     cfg = study.user_attrs.get("config", {})
+    base = (cfg.get("proxy") or {}).get("steps") or (min(runs) if runs else 0)
+    work = sum(n * (steps / base if steps and base else 1.0) for steps, n in runs.items())
     names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
     best = pareto_rows(study)
     starts = [t.datetime_start for t in trials if t.datetime_start]
@@ -220,10 +226,9 @@ def study_status(study: Any) -> dict[str, Any]:
         if waiting:
             parts.append(f"train the {waiting} queued placement(s) first")
         target = study.user_attrs.get("target_trials", cfg.get("trials"))
-        done = sum(counts.get(s, 0) for s in COUNTED)
-        if target and done >= target:
+        if target and work >= target - 1e-9:
             parts.append(
-                f"stop at once: the study already holds {done} of {target} counted trials (pass --trials N to go on)"
+                f"stop at once: the study already holds {work:g} of {target} counted trials (pass --trials N to go on)"
             )
         resume = "run again to " + "; ".join(parts) if parts else "run again to continue proposing placements"
     return {
@@ -234,6 +239,8 @@ def study_status(study: Any) -> dict[str, Any]:
         "objectives": [{"name": n, "direction": d.name.lower()} for n, d in zip(names, study.directions)],
         "trials": len(trials),
         "counted": sum(counts.get(s, 0) for s in COUNTED),
+        "runs_by_steps": {str(k): v for k, v in sorted(runs.items())},
+        "work": round(work, 3),
         "target_trials": study.user_attrs.get("target_trials", cfg.get("trials")),
         "by_status": dict(sorted(counts.items())),
         "pareto_size": len(best),
@@ -279,26 +286,37 @@ def best_trials(study: Any, trials: Sequence[Any] | None = None) -> list[Any]:
 
 
 def pareto_rows(study: Any, trials: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-    """The Pareto-optimal feasible trials, cheapest first (each architecture once: trials that
-    reused an earlier trial's result are left out); ``trials``: see :func:`best_trials`."""
-    names = study.metric_names or []
-    rows = []
-    for t in best_trials(study, trials):
-        ua = trial_attrs(t)
-        if ua.get("status") == "reused":  # the same architecture as an earlier trial, which is listed
-            continue
-        row = {
-            "trial": t.number,
-            "placement": ua.get("placement_string"),
-            "accuracy": t.values[names.index("accuracy")] if "accuracy" in names else ua.get("accuracy"),
-            "macs": ua.get("macs"),
-            "flops": ua.get("flops"),
-            "params": ua.get("params"),
-            "named": ua.get("named"),
-            "latency_ms": ua.get("latency_ms"),
-            "status": trial_status(t, ua),
-            "placement_json": ua.get("placement"),
-        }
-        rows.append(row)
+    """The front users see, cheapest first: one row per placement, the non-dominated ones among
+    those evaluated at the study's top budget, by the mean accuracy of their runs there (see
+    :mod:`.estimates`): ``accuracy`` is that mean, ``accuracy_se`` its standard error (None for
+    one run), ``runs`` how many runs it averages and ``steps`` their budget. ``trials``: see
+    :func:`best_trials`."""
+    from .estimates import estimates, front_estimates
+
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    directions = [d.name.lower() for d in study.directions]
+    ests = estimates(trials, study.metric_names)
+    by_number = {t.number: t for t in trials}
+    rows: list[dict[str, Any]] = []
+    for e in front_estimates(ests, directions):
+        ua = e.attrs
+        rows.append(
+            {
+                "trial": e.trial,
+                "placement": e.placement_string,
+                "accuracy": e.mean,
+                "accuracy_se": e.se,
+                "runs": e.n,
+                "steps": e.steps,
+                "trials": e.trials,
+                "macs": ua.get("macs"),
+                "flops": ua.get("flops"),
+                "params": ua.get("params"),
+                "named": ua.get("named"),
+                "latency_ms": ua.get("latency_ms"),
+                "status": trial_status(by_number[e.trial]),
+                "placement_json": ua.get("placement"),
+            }
+        )
     rows.sort(key=lambda r: (r["macs"] if r["macs"] is not None else float("inf"), -(r["accuracy"] or 0)))
     return rows

@@ -2,8 +2,9 @@
 
 A study with ``[proxy] evaluator = "table:PATH"`` runs the real driver, samplers, early stopping,
 dedup and storage, but each trial's result comes from the table: the row of the placement at the
-table's ``proxy`` budget with a trainer seed drawn for the trial (from the study's proxy seed and
-the trial's draw number, so a replay is reproducible), its held-out accuracy, per-class accuracy,
+table's budget with the trial's steps (``proxy`` where no budget has them) with a trainer seed
+drawn for the trial (from the study's proxy seed and the trial's draw number, so a replay is
+reproducible; the runs of one placement at one budget, repeats, take the table's seeds in turn), its held-out accuracy, per-class accuracy,
 eval curve (streamed as intermediate evaluations, so early stopping acts on it) and its times.
 A placement the table does not hold is a failed trial that says so.
 """
@@ -20,6 +21,7 @@ from .table import Table, read_table
 __all__ = ["TableEvaluator", "table_trial"]
 
 _TABLES: dict[str, Table] = {}
+_EVALUATORS: dict[tuple[str, Any], TableEvaluator] = {}
 
 
 def _table(path: str) -> Table:
@@ -42,18 +44,33 @@ class TableEvaluator:
         self.table = table
         self.budget = budget
 
-    def seed_for(self, placement: str, draw: int) -> int | None:
+    @classmethod
+    def for_steps(cls, table: Table, steps: int) -> TableEvaluator:
+        """The evaluator of the table's budget whose runs have ``steps`` steps."""
+        for b in table.budgets:
+            ps = table.placements(b)
+            if ps and table.runs(ps[0], b)[0].steps == steps:
+                return cls(table, b)
+        have = []
+        for b in table.budgets:
+            ps = table.placements(b)
+            if ps:
+                have.append(f"{b} ({table.runs(ps[0], b)[0].steps} steps)")
+        raise UserError(f"{table.path}: no budget of {steps} steps; budgets: {', '.join(have)}")
+
+    def seed_for(self, placement: str, draw: int, repeat: int = 0) -> int | None:
         """The trainer seed a trial gets: one of the placement's seeds, picked by a hash of the
-        draw number (uniform over the seeds, reproducible)."""
-        runs = self.table.runs(placement, self.budget)
+        draw number (uniform over the seeds, reproducible); ``repeat`` j takes the j-th next
+        seed, so that the repeats of a placement get distinct seeds while the table has them."""
+        runs = sorted(self.table.runs(placement, self.budget), key=lambda r: r.seed)
         if not runs:
             return None
         h = int.from_bytes(hashlib.blake2b(f"{draw}:{placement}".encode(), digest_size=8).digest(), "big")
-        return runs[h % len(runs)].seed
+        return runs[(h + repeat) % len(runs)].seed
 
-    def result(self, placement: str, draw: int, steps: int | None = None) -> dict[str, Any] | None:
+    def result(self, placement: str, draw: int, steps: int | None = None, repeat: int = 0) -> dict[str, Any] | None:
         """A ``TrainResult.to_dict()``-shaped result (None: the table does not hold the placement)."""
-        seed = self.seed_for(placement, draw)
+        seed = self.seed_for(placement, draw, repeat)
         if seed is None:
             return None
         row = self.table.row(placement, self.budget, seed)
@@ -84,10 +101,16 @@ def table_trial(spec: dict[str, Any], callback: Any) -> Iterator[dict[str, Any]]
 
     ``callback(step, accuracy)`` is the early-stopping check of the trial (True: stop)."""
     path = spec["evaluator"][len("table:") :]
-    ev = TableEvaluator(_table(path))
+    steps = spec.get("proxy", {}).get("steps")
+    if (path, steps) not in _EVALUATORS:
+        table = _table(path)
+        _EVALUATORS[path, steps] = (
+            TableEvaluator(table) if steps is None else TableEvaluator.for_steps(table, int(steps))
+        )
+    ev = _EVALUATORS[path, steps]
     placement = spec["placement_string"]
     yield {"event": "started", "host": "table", "pid": 0, "device": "table"}
-    r = ev.result(placement, int(spec.get("draw", 0)))
+    r = ev.result(placement, int(spec.get("draw", 0)), repeat=int(spec.get("repeat", 0)))
     if r is None:
         raise LookupError(f"the table {path} has no {ev.budget!r} run of placement {placement!r}")
     final_step = r["steps_done"]
