@@ -257,9 +257,18 @@ class SearchDriver:
             self.cfg.seed,
             finished,
             queue,
+            cost=self._sampler_cost,
         )
         for t in finished:
             self.book.load(t)
+
+    def _sampler_cost(self, params: dict[str, str]) -> tuple[list[float], bool]:
+        """A placement's cost objectives (each minimised; MACs where an objective is measured,
+        not known) and whether it is within the budgets: what a cost-aware sampler sees."""
+        costs = self.costs.of(self.space.from_group_tokens(params, "sampler candidate"))
+        known = [o for o in self.cfg.objectives if o in ("macs", "params")] or ["macs"]
+        feasible = all(v <= 0 for v in self.costs.violations(costs).values())
+        return [float(costs[o]) for o in known], feasible
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> RunResult:

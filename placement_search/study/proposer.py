@@ -44,6 +44,7 @@ class Proposer:
     directions: the objectives' directions.
     seed: the study's seed; moved on with the study's size so that a resume does not replay
         the first run's draws (a fresh study with a given seed is reproducible, and so is a resume).
+    cost: a placement's params -> (cost objectives, feasible), for samplers that use exact costs.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Proposer:
         seed: int,
         trials: Sequence[Any],
         queue: Sequence[QueueItem],
+        cost: Any = None,
     ) -> None:
         import optuna
         from optuna.distributions import CategoricalDistribution
@@ -67,7 +69,9 @@ class Proposer:
         self.storage = optuna.storages.InMemoryStorage()
         groups = {g.name: list(g.tokens) for g in space.groups}
         self.mirror = optuna.create_study(
-            storage=self.storage, directions=list(directions), sampler=make_sampler(sampler, options, seed, groups)
+            storage=self.storage,
+            directions=list(directions),
+            sampler=make_sampler(sampler, options, seed, groups, cost),
         )
         self.sampler = self.mirror.sampler
         self.directions = list(directions)

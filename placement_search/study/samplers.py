@@ -23,11 +23,11 @@ class SamplerEntry:
     description: str
     #: option name -> expected type, as accepted under ``sampler_options``
     options: Mapping[str, type] = field(default_factory=dict)
-    #: (options, seed, group tokens by decision) -> an Optuna sampler
-    build: Callable[[dict[str, Any], int, dict[str, list[str]]], Any] | None = None
+    #: (options, seed, group tokens by decision, exact costs of params or None) -> an Optuna sampler
+    build: Callable[[dict[str, Any], int, dict[str, list[str]], Any], Any] | None = None
 
 
-def _tpe(opts: dict[str, Any], seed: int, _: dict[str, list[str]]) -> Any:
+def _tpe(opts: dict[str, Any], seed: int, _: dict[str, list[str]], __: Any = None) -> Any:
     import optuna
 
     opts.setdefault("multivariate", True)  # one joint model: the layers of a network interact
@@ -35,8 +35,8 @@ def _tpe(opts: dict[str, Any], seed: int, _: dict[str, list[str]]) -> Any:
     return optuna.samplers.TPESampler(seed=seed, **opts)
 
 
-def _nsga(cls_name: str) -> Callable[[dict[str, Any], int, dict[str, list[str]]], Any]:
-    def build(opts: dict[str, Any], seed: int, _: dict[str, list[str]]) -> Any:
+def _nsga(cls_name: str) -> Callable[[dict[str, Any], int, dict[str, list[str]], Any], Any]:
+    def build(opts: dict[str, Any], seed: int, _: dict[str, list[str]], __: Any = None) -> Any:
         import optuna
 
         mutation = opts.pop("mutation_prob", None)
@@ -45,7 +45,7 @@ def _nsga(cls_name: str) -> Callable[[dict[str, Any], int, dict[str, list[str]]]
     return build
 
 
-def _gp(opts: dict[str, Any], seed: int, _: dict[str, list[str]]) -> Any:
+def _gp(opts: dict[str, Any], seed: int, _: dict[str, list[str]], __: Any = None) -> Any:
     import optuna
 
     try:
@@ -55,13 +55,13 @@ def _gp(opts: dict[str, Any], seed: int, _: dict[str, list[str]]) -> Any:
     return optuna.samplers.GPSampler(seed=seed, **opts)
 
 
-def _random(opts: dict[str, Any], seed: int, _: dict[str, list[str]]) -> Any:
+def _random(opts: dict[str, Any], seed: int, _: dict[str, list[str]], __: Any = None) -> Any:
     import optuna
 
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _grid(opts: dict[str, Any], seed: int, groups: dict[str, list[str]]) -> Any:
+def _grid(opts: dict[str, Any], seed: int, groups: dict[str, list[str]], _: Any = None) -> Any:
     import optuna
 
     class GridSampler(optuna.samplers.GridSampler):
@@ -73,6 +73,14 @@ def _grid(opts: dict[str, Any], seed: int, groups: dict[str, list[str]]) -> Any:
             return None
 
     return GridSampler(groups, seed=seed)
+
+
+def _costaware(opts: dict[str, Any], seed: int, groups: dict[str, list[str]], cost: Any = None) -> Any:
+    from .costaware import CostAwareSampler
+
+    if cost is None:
+        raise UserError("sampler 'costaware' needs the placements' exact costs (a study's driver gives them)")
+    return CostAwareSampler(groups, cost, seed=seed, **opts)
 
 
 _NSGA_OPTIONS = {"population_size": int, "crossover_prob": float, "swapping_prob": float, "mutation_prob": float}
@@ -94,6 +102,13 @@ SAMPLERS: dict[str, SamplerEntry] = {
             {"n_startup_trials": int, "deterministic_objective": bool},
             _gp,
         ),
+        SamplerEntry(
+            "costaware",
+            "fills the cost axis, then the largest hypervolume gain of an optimistic accuracy model over "
+            "per-position choices, with every placement's exact cost (placement_search.study.costaware)",
+            {"n_startup_trials": int, "kappa": float, "n_candidates": int, "max_enumerate": int},
+            _costaware,
+        ),
         SamplerEntry("random", "uniform random placements", {}, _random),
         SamplerEntry("grid", "every placement once, in an order shuffled by the seed", {}, _grid),
         SamplerEntry("families", "only the evaluate_first placements (the paper's hand-picked families)", {}, _random),
@@ -101,10 +116,14 @@ SAMPLERS: dict[str, SamplerEntry] = {
 }
 
 
-def make_sampler(name: str, options: Mapping[str, Any], seed: int, groups: dict[str, list[str]]) -> Any:
+def make_sampler(
+    name: str, options: Mapping[str, Any], seed: int, groups: dict[str, list[str]], cost: Any = None
+) -> Any:
     """The Optuna sampler for a study's ``sampler`` and ``sampler_options`` (checked when the
-    study file was read); ``groups`` maps each decision to its choice tokens."""
+    study file was read); ``groups`` maps each decision to its choice tokens; ``cost``: a
+    placement's params -> (its cost objectives, each minimised; whether it is feasible), for the
+    samplers that use exact costs."""
     entry = SAMPLERS.get(name)
     if entry is None or entry.build is None:
         raise UserError(f"sampler: expected one of {', '.join(SAMPLERS)}, got {name!r}")
-    return entry.build(dict(options), seed, groups)
+    return entry.build(dict(options), seed, groups, cost)

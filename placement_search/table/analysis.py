@@ -22,6 +22,7 @@ __all__ = [
     "kendall_tau",
     "mean_of_seeds",
     "reference_hv_share",
+    "reference_points",
     "top_overlap",
 ]
 
@@ -72,6 +73,23 @@ def hypervolume(points: Iterable[tuple[float, float]], ref: tuple[float, float])
     return pareto.hypervolume([(-a, c) for a, c in points], (-ref[0], ref[1]))
 
 
+def reference_points(
+    table: Table, placements: Sequence[str] | None = None, *, budget: str = "reference", cost_margin: float = 1.1
+) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
+    """Every placement's ``(budget mean accuracy, exact target MACs)`` and the hypervolume
+    reference point: the nadir of the table (its lowest accuracy; ``cost_margin`` x its largest
+    MACs). An accuracy floor of 0 would make every share look high: accuracies here live in
+    70-95%, and the area below them would swamp the differences between fronts."""
+    universe = list(placements) if placements is not None else table.placements(budget)
+    pts: dict[str, tuple[float, float]] = {}
+    for p in universe:
+        acc = table.accuracy(p, budget)
+        if acc is not None:
+            pts[p] = (acc, float(table.cost(p)[0]))
+    ref = (min(a for a, _ in pts.values()), cost_margin * max(c for _, c in pts.values()))
+    return pts, ref
+
+
 def reference_hv_share(
     table: Table,
     reported: Iterable[str],
@@ -82,15 +100,9 @@ def reference_hv_share(
 ) -> float:
     """Hypervolume of ``reported`` placements under their ``budget`` mean accuracy and exact
     target MACs, as a share of the hypervolume of the true front of that budget over
-    ``placements`` (default: every placement the table holds at that budget). Reference point:
-    accuracy 0, ``cost_margin`` x the largest MACs."""
-    universe = list(placements) if placements is not None else table.placements(budget)
-    pts: dict[str, tuple[float, float]] = {}
-    for p in universe:
-        acc = table.accuracy(p, budget)
-        if acc is not None:
-            pts[p] = (acc, float(table.cost(p)[0]))
-    ref = (0.0, cost_margin * max(c for _, c in pts.values()))
+    ``placements`` (default: every placement the table holds at that budget), from the
+    reference point of :func:`reference_points`."""
+    pts, ref = reference_points(table, placements, budget=budget, cost_margin=cost_margin)
     true = hypervolume(pts.values(), ref)
     got = hypervolume((pts[p] for p in set(reported) if p in pts), ref)
     return got / true if true > 0 else 0.0
