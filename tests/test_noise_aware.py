@@ -22,7 +22,7 @@ from placement_search.errors import UserError
 from placement_search.space import load_space
 from placement_search.study import SearchDriver, load_study_config
 from placement_search.study.config import Fidelity, stored_study_config
-from placement_search.study.estimates import estimates, front_estimates
+from placement_search.study.estimates import estimates, front_estimates, pooled_sd
 from placement_search.study.ladder import Ladder, Run
 from placement_search.study.records import run_fields, trial_attrs, write_started
 from placement_search.study.storage import open_storage, pareto_rows, study_status
@@ -186,6 +186,10 @@ def test_estimates_mean_se_and_top_budget_front():
     assert a.runs_by_steps == {6: 1, 12: 3}
     front = {e.placement_string for e in front_estimates(ests, ["maximize", "minimize"])}
     assert front == {"A", "B"}  # C was only seen at 6 steps
+    # seed noise: only A has several runs at its top budget: variance 0.01 over 2 degrees of freedom
+    assert pooled_sd(ests) == (pytest.approx(0.1), 1)
+    add("B", 0.75, 50, 12, 1)  # B: (0.55, 0.75), variance 0.02, 1 degree of freedom
+    assert pooled_sd(estimates(st.trials, st.metric_names)) == (pytest.approx(math.sqrt((0.02 + 0.02) / 3)), 2)
 
 
 def test_old_trials_read_as_their_proxy_budget():
@@ -369,6 +373,7 @@ def test_promote_command_re_evaluates_the_front(replay, tmp_path):
         assert len({round(a, 6) for a in accs}) == 2
         assert r["accuracy"] == pytest.approx(ref_acc(r["placement"]) + statistics.fmean(accs))
     assert "± " in out.stdout and "runs" in out.stdout
+    assert "reliability: one run's accuracy varies by" in out.stdout
     # asking again queues nothing new
     again = subprocess.run(
         [*cmd, "--top", "3", "--seeds", "2", "--steps", "12", "--no-run"], capture_output=True, text=True, cwd=tmp_path

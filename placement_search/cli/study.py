@@ -79,6 +79,33 @@ def pareto_caption(rows: list[dict[str, Any]]) -> str:
     return f"accuracy: one run per placement{at}"
 
 
+#: measured on the ground-truth table (docs/ground_truth.md): Kendall tau between two trainer
+#: seeds of the 80-step proxy over the table's placements
+SEED_TAU_NOTE = "two trainer seeds of the quickstart's 80-step proxy rank placements with Kendall tau about 0.05"
+
+
+def reliability(study: Any, rows: list[dict[str, Any]], base: str) -> str:
+    """How far to trust the front: the seed noise the study measured, or a pointer to
+    ``promote`` where each placement ran once."""
+    from ..study.estimates import estimates, pooled_sd
+
+    me = self_command()
+    noise = pooled_sd(estimates(study.get_trials(deepcopy=False), study.metric_names))
+    if noise is not None:
+        sd, k = noise
+        return (
+            f"reliability: one run's accuracy varies by {sd * 100:.1f} points (pooled standard deviation over {k} "
+            "placements with several runs); front placements closer than about twice their standard errors are "
+            "not told apart"
+        )
+    n = max(3, len(rows))
+    return (
+        "reliability: each placement ran once, so each accuracy is one trainer seed's; proxy scores are noisy "
+        f"(on the ground-truth table, {SEED_TAU_NOTE}; docs/ground_truth.md). Before trusting the front, "
+        f"re-evaluate it: {me} promote {base} --top {n} --seeds 3"
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ..inspect.figures import push_dashboard_figures
     from ..study.config import load_study_config
@@ -118,6 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nPareto front ({len(rows)} placements; accuracy up, compute down):")
     print(pareto_table(rows) + "\n" + pareto_caption(rows) if rows else "(no completed feasible trial yet)")
     base = f"--storage {storage} --study {driver.study_name}"
+    if rows:
+        print(reliability(study, rows, base))
     print(
         "\nnext:\n"
         f"  {me} dashboard {base}              # optuna-dashboard with figures and artifacts\n"
@@ -242,9 +271,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     )
     result = driver.run()
     print(f"stopped: {result.stop_reason} after {result.elapsed_s:.0f} s", flush=True)
-    rows = pareto_rows(load_study(open_storage(args.storage, create=False), args.study))
+    study = load_study(open_storage(args.storage, create=False), args.study)
+    rows = pareto_rows(study)
     print(f"\nPareto front ({len(rows)} placements; accuracy up, compute down):")
     print(pareto_table(rows) + "\n" + pareto_caption(rows) if rows else "(no completed feasible trial yet)")
+    if rows:
+        print(reliability(study, rows, f"--storage {args.storage} --study {args.study}"))
     if result.interrupted:
         return 143 if result.signal == "SIGTERM" else 130
     return 0

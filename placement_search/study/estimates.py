@@ -25,7 +25,7 @@ from ..pareto import front
 from ..placement import placement_key
 from .records import run_fields, trial_attrs, trial_status
 
-__all__ = ["Estimate", "estimates", "front_estimates", "top_steps"]
+__all__ = ["Estimate", "estimates", "front_estimates", "pooled_sd", "top_steps"]
 
 
 @dataclass
@@ -126,3 +126,15 @@ def front_estimates(
     kept = set(front(points))
     best = {points[i] for i in kept}
     return [e for e, p in zip(pool, points) if p in best]
+
+
+def pooled_sd(ests: Mapping[str, Estimate]) -> tuple[float, int] | None:
+    """The seed noise the study measured: the pooled standard deviation of one run over the
+    placements with several runs at their top budget, and how many placements that is (None:
+    no placement has two runs)."""
+    many = [e for e in ests.values() if e.n > 1]
+    if not many:
+        return None
+    dof = sum(e.n - 1 for e in many)
+    ss = sum(statistics.variance(e.accuracies) * (e.n - 1) for e in many)
+    return math.sqrt(ss / dof), len(many)
