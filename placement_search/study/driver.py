@@ -48,7 +48,7 @@ from .ladder import FollowUp, Ladder
 from .lease import Lease
 from .opening import artifact_dir, enqueue_first, open_study, recover, requeue, trial_params
 from .proposer import Proposal, Proposer
-from .records import run_fields, run_outcome, write_finished, write_trial
+from .records import run_attrs, run_fields, run_outcome, write_finished, write_trial
 from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
@@ -498,12 +498,7 @@ class SearchDriver:
         ua = {
             **costs,
             **extra,
-            "status": "running",
-            "proxy_budget": {k: v for k, v in budget.items() if k not in ("threads", "log_every")},
-            "budget_steps": fu.steps,
-            "trainer_seed": fu.seed,
-            "run_kind": fu.kind,
-            **({"run_of": first} if first is not None else {}),
+            **run_attrs(budget, fu.kind, first),
         }
         if src is not None and src["user_attrs"].get("named"):
             ua["named"] = src["user_attrs"]["named"]
@@ -519,17 +514,7 @@ class SearchDriver:
             user_attrs=ua,
             system_attrs=system,
         )
-        spec = trial_spec(
-            self.cfg,
-            costs,
-            number=number,
-            space_text=self.space_text,
-            target_shape=tuple(self.target_costs.input_shape),
-            reference=self.book.reference,
-            named=True,
-            fault=self.faults.get(costs["placement_string"]),
-            run=(fu.steps, fu.seed, first if first is not None else number),
-        )
+        spec = self._spec(costs, number, named=True, run=(fu.steps, fu.seed, first if first is not None else number))
         fl = _InFlight(number, trial_id, None, fu.key, placement, costs, spec, named=ua.get("named"))
         fl.steps, fl.seed, fl.kind = fu.steps, fu.seed, fu.kind
         fl.started_attrs = ua
@@ -661,29 +646,31 @@ class SearchDriver:
             **costs,
             **extra,
             **self._set_constraints(mt, violations),
-            "status": "running",
-            "proxy_budget": {k: v for k, v in budget.items() if k not in ("threads", "log_every")},
-            "budget_steps": budget["steps"],
-            "trainer_seed": budget["seed"],
-            "run_kind": "sampled",
+            **run_attrs(budget, "sampled"),
         }
         trial_id, number = self._write_new(mt, rdb_waiting, TrialState.RUNNING, None, ua)
-        spec = trial_spec(
-            self.cfg,
-            costs,
-            number=number,
-            space_text=self.space_text,
-            target_shape=tuple(self.target_costs.input_shape),
-            reference=self.book.reference,
-            named=bool(extra.get("named")),
-            fault=self.faults.get(costs["placement_string"]),
-        )
+        spec = self._spec(costs, number, named=bool(extra.get("named")))
         fl = _InFlight(number, trial_id, mt, key, placement, costs, spec, named=extra.get("named"))
         fl.steps, fl.seed = budget["steps"], budget["seed"]
         fl.started_attrs = ua
         fl.constraints = frozenset(k for k in self.proposer.frozen(mt).system_attrs if k.startswith("constraints:"))
         self._submit(fl)
         self.on_event("start", {"number": number, "placement": costs["placement_string"], "macs": costs["macs"]})
+
+    def _spec(
+        self, costs: dict[str, Any], number: int, *, named: bool, run: tuple[int, int, int] | None = None
+    ) -> dict[str, Any]:
+        return trial_spec(
+            self.cfg,
+            costs,
+            number=number,
+            space_text=self.space_text,
+            target_shape=tuple(self.target_costs.input_shape),
+            reference=self.book.reference,
+            named=named,
+            fault=self.faults.get(costs["placement_string"]),
+            run=run,
+        )
 
     def _submit(self, fl: _InFlight) -> None:
         fl.gen = self.executor.submit(fl.spec)

@@ -30,6 +30,7 @@ __all__ = [
     "FINAL",
     "RESULT",
     "placement_key",
+    "run_attrs",
     "run_fields",
     "run_outcome",
     "study_space",
@@ -62,6 +63,18 @@ def trial_attrs(trial: Any) -> dict[str, Any]:
 
 #: the attributes that say which run of its placement a trial is (see :func:`run_fields`)
 RUN_FIELDS = ("budget_steps", "trainer_seed", "run_kind", "run_of")
+
+
+def run_attrs(budget: Mapping[str, Any], kind: str, run_of: int | None = None) -> dict[str, Any]:
+    """The attributes a run is dispatched with: running, its proxy budget, which run it is."""
+    return {
+        "status": "running",
+        "proxy_budget": {k: v for k, v in budget.items() if k not in ("threads", "log_every")},
+        "budget_steps": budget["steps"],
+        "trainer_seed": budget["seed"],
+        "run_kind": kind,
+        **({"run_of": run_of} if run_of is not None else {}),
+    }
 
 
 def run_fields(attrs: Mapping[str, Any]) -> tuple[int | None, int | None, str]:
