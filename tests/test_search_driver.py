@@ -365,3 +365,31 @@ def test_named_placements_run_their_whole_budget(tmp_path):
     named = [trial_attrs(t)["accuracy"] for t in load(url).trials if trial_attrs(t).get("named")]
     sampled = [trial_attrs(t)["accuracy"] for t in load(url).trials if not trial_attrs(t).get("named")]
     assert named == [0.0] and sampled == [1.0, 1.0]
+
+
+def test_trial_slots_follow_the_cluster_as_nodes_join(tmp_path, monkeypatch):
+    """A cluster that grows from 1 to 3 trial slots (a node joined): the driver keeps 3 trials
+    in flight from then on, and says so."""
+    from placement_search.study import driver as driver_mod
+    from placement_search.study.executor import InlineExecutor
+
+    class Growing(InlineExecutor):
+        calls = 0
+        most = 0
+
+        def slots(self) -> int:
+            Growing.calls += 1
+            return 1 if Growing.calls == 1 else 3
+
+        def wait(self, handles, timeout):
+            Growing.most = max(Growing.most, len(handles))
+            return handles[:1]
+
+    monkeypatch.setattr(driver_mod, "SLOTS_EVERY_S", 0.0)
+    events = []
+    cfg = load_study_config(write_study(tmp_path, trials=8))
+    SearchDriver(
+        cfg, storage=sqlite_url(tmp_path), executor=Growing(instant_trial), on_event=lambda k, i: events.append((k, i))
+    ).run()
+    assert Growing.most == 3
+    assert ("slots", {"from": 1, "to": 3}) in events

@@ -40,6 +40,8 @@ class Progress:
         pruned = by.get("early_stopped", 0)
         elapsed = snap["elapsed_s"]
         done, target = snap["counted"], snap["target"]
+        if snap.get("work") is not None and abs(snap["work"] - done) > 1e-9:
+            done = round(snap["work"], 1)  # rungs: the budget counts training work
         left = []
         # the rate of this run (a resumed study's earlier trials took no time here); none before
         # this run's first trial ends
@@ -67,12 +69,16 @@ class Progress:
             self._print(f"Ray{mode}: {res.get('CPU', 0):g} CPUs{gpus}; {info['slots']} trials at a time")
         elif kind == "start":
             pass
+        elif kind == "slots":
+            self._print(f"Ray: the cluster now holds {info['to']} trials at a time (was {info['from']})")
         elif kind == "end_trial":
             acc = f"{info['accuracy'] * 100:5.1f}%" if info.get("accuracy") is not None else "   -  "
             line = (
                 f"trial {info['number']:>4}  {info['status']:<13} acc {acc}  {info['macs'] / 1e9:9.3f} GMACs"
                 f"  {info['wall_time_s']:6.1f} s  {info['placement']}"
             )
+            if info.get("run") not in (None, "sampled"):
+                line += f"  [{info['run']}: {info['steps']} steps, seed {info['seed']}]"
             if info["status"] not in ("ok", "early_stopped") and info.get("reason"):
                 line += f"\n            {info['reason']}"
             self._print(line)

@@ -55,6 +55,8 @@ __all__ = ["RunResult", "SearchDriver", "canonical_key"]
 
 #: proposals in a row that need no training before the driver decides the sampler is stuck
 MAX_IDLE_PROPOSALS = 200
+#: how often the trial slots are recomputed from the cluster's resources (nodes join and leave)
+SLOTS_EVERY_S = 10.0
 #: dispatched placements over the latency budget in a row before the budget is taken as infeasible
 MAX_LATENCY_INFEASIBLE = 20
 
@@ -383,8 +385,19 @@ class SearchDriver:
     def _loop(self, result: RunResult) -> None:
         slots = self.executor.slots()
         self.on_event("ray", {"slots": slots, **self.executor.describe()})
+        checked = time.monotonic()
         stop: str | None = None
         while True:
+            if time.monotonic() - checked >= SLOTS_EVERY_S:
+                # nodes join and leave a cluster: as many trials in flight as it holds now
+                checked = time.monotonic()
+                try:
+                    now = self.executor.slots()
+                except UserError:  # no room at all for a moment (a node left): keep what runs
+                    now = slots
+                if now != slots:
+                    self.on_event("slots", {"from": slots, "to": now})
+                    slots = now
             # re-checked every time: a running trial that ends uncounted (over a latency budget)
             # frees its place in the trial budget again
             if self._terminate:
@@ -787,6 +800,9 @@ class SearchDriver:
                 "macs": fl.costs["macs"],
                 "wall_time_s": ua["wall_time_s"],
                 "reason": ua.get("reason"),
+                "run": fl.kind,
+                "steps": fl.steps,
+                "seed": fl.seed,
             },
         )
         # duplicates proposed while this one ran
