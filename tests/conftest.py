@@ -19,18 +19,11 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def ray_local():
     """One real local Ray instance (2 CPUs) shared by the search tests; the driver reuses it."""
-    import logging
+    from search_helpers import init_local_ray
 
     ray = pytest.importorskip("ray", reason="ray is a dependency of placement-search; install the package")
     if not ray.is_initialized():
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            object_store_memory=200 * 2**20,
-        )
+        init_local_ray()
     yield ray
     ray.shutdown()
 

@@ -74,3 +74,19 @@ def attrs(trial: Any) -> dict[str, Any]:
     from placement_search.study.records import trial_attrs
 
     return trial_attrs(trial)
+
+
+def init_local_ray() -> None:
+    """The tests' shared local Ray instance (2 CPUs, small object store, quiet)."""
+    import logging
+
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+        object_store_memory=200 * 2**20,
+    )

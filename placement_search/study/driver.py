@@ -100,6 +100,7 @@ class _InFlight:
     constraints: frozenset[str] = frozenset()
     #: what the worker said: its host, the device it timed latency on, its last event
     host: str | None = None
+    node: str | None = None  # the Ray node id
     latency_device: str | None = None
     final: dict[str, Any] | None = None
     #: the run: its steps, trainer seed and kind (sampled, repeat, promotion)
@@ -725,6 +726,7 @@ class SearchDriver:
         kind = event.get("event")
         if kind == "started":
             fl.host = event["host"]
+            fl.node = event.get("node")
         elif kind == "latency":
             fl.costs["latency_ms"] = event["latency_ms"]
             fl.latency_device = event["device"]
@@ -743,6 +745,8 @@ class SearchDriver:
         self.inflight.pop(fl.gen, None)
         final: dict[str, Any] = fl.final or {}
         ua: dict[str, Any] = {"wall_time_s": round(time.monotonic() - fl.started, 3), "host": fl.host}
+        if fl.node:
+            ua["node"] = fl.node
         if fl.attempt > 1:
             ua["attempts"] = fl.attempt
         values = None

@@ -33,6 +33,13 @@ __all__ = [
 ]
 
 #: Ray errors that mean the worker (or its node) died rather than the trial's own code failing
+#: what a refused join usually needs (docs/cluster.md)
+JOIN_HINT = (
+    "if the cluster uses token authentication (Ray 2.59 and later turn it on for clusters started with "
+    "`ray start`), set RAY_AUTH_MODE=token in this environment, with the cluster's token in RAY_AUTH_TOKEN "
+    "or ~/.ray/auth_token (`ray get-auth-token` on the head node prints it); and check that this machine "
+    "reaches the address the head node printed (give every node `ray start --node-ip-address`). See docs/cluster.md"
+)
 WORKER_DEATH = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "ActorDiedError")
 
 
@@ -149,7 +156,7 @@ class RayExecutor(Executor):
         try:
             ray.init(**kw)
         except ConnectionError as e:
-            raise UserError(f"{self.address_from} {self.address}: {str(e).splitlines()[0]}") from None
+            raise UserError(f"{self.address_from} {self.address}: {str(e).splitlines()[0]}\n{JOIN_HINT}") from None
         self.own = True
 
     def slots(self) -> int:

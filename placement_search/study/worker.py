@@ -4,7 +4,7 @@ proxy, and stream events back to the driver.
 :func:`run_trial` is a plain generator (the driver wraps it in ``ray.remote``), so it can be
 tested and used without Ray. Events are small dicts:
 
-* ``{"event": "started", "host", "pid", "device"}``
+* ``{"event": "started", "host", "pid", "device", "node"}`` (``node``: the Ray node id)
 * ``{"event": "latency", "latency_ms", "device"}`` when latency is an objective or a constraint;
   a latency over budget ends the trial here with ``{"event": "infeasible", ...}``
 * ``{"event": "eval", "step", "accuracy"}`` at each intermediate evaluation
@@ -58,6 +58,16 @@ def make_trial_data(cfg: dict[str, Any]) -> Any:
     _DATA.clear()  # one data set per worker process at a time
     _DATA[key] = data
     return data
+
+
+def _node() -> str | None:
+    """The Ray node this worker runs on (None outside Ray): which node trained a trial."""
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else None
+    except Exception:  # pragma: no cover - an older Ray without the runtime context
+        return None
 
 
 def _fault(spec: dict[str, Any], what: str) -> bool:
@@ -128,7 +138,13 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         budget_kw["lr"] = budget_kw["lr"] * 1e12
     budget = ProxyBudget(**budget_kw)
     data = make_trial_data(spec["data"])
-    yield {"event": "started", "host": socket.gethostname(), "pid": os.getpid(), "device": budget.device}
+    yield {
+        "event": "started",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": budget.device,
+        "node": _node(),
+    }
 
     if spec.get("latency"):
         from ..devices import resolve_device
