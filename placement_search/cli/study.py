@@ -178,7 +178,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"runs per budget: {per}; training work {st['work']:g}{target} trials' worth at the lowest budget")
     print("by status: " + (", ".join(f"{k} {v}" for k, v in st["by_status"].items()) or "-"))
     best = f"{st['best_accuracy'] * 100:.1f}%" if st["best_accuracy"] is not None else "-"
-    print(f"Pareto front: {st['pareto_size']} trials, best accuracy {best}")
+    print(f"Pareto front: {st['pareto_size']} placements, best accuracy {best}")
     d = st["driver"]
     if d["state"] == "alive":
         print(f"driver: running (process {d['pid']} on {d['host']}, last heartbeat {d['heartbeat_age_s']:.0f} s ago)")
@@ -263,7 +263,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         cfg,
         storage=args.storage,
         study_name=args.study,
-        trials=max(1, math.ceil(st["work"] + added + 1e-9)),
+        trials=max(1, math.ceil(st["work"] + added - 1e-9)),
         ray_address=args.ray_address,
         on_event=Progress(),
         publish_figures=push_dashboard_figures,
