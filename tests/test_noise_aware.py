@@ -59,8 +59,12 @@ def replay(tmp_path):
     table = tmp_path / "hand.csv"
     write_table(table, rows, groups, ["appearance"])
 
-    def study(*, trials: int, top: str = "", extra: str = "", sampler: str = "grid", name: str = "small") -> Path:
-        text = write_study(tmp_path, name=name, sampler=sampler, trials=trials, extra=extra).read_text()
+    def study(
+        *, trials: int, top: str = "", extra: str = "", sampler: str = "grid", name: str = "small", first=None
+    ) -> Path:
+        text = write_study(
+            tmp_path, name=name, sampler=sampler, trials=trials, extra=extra, evaluate_first=first
+        ).read_text()
         text = text.replace('space = "tiny"', f'space = "{space_file}"').replace(
             "[proxy]\n", f'[proxy]\nevaluator = "table:{table.name}"\n'
         )
@@ -263,6 +267,16 @@ def test_repeats_give_every_placement_distinct_seeds_and_the_mean(replay, tmp_pa
         assert row["runs"] == 3 and row["steps"] == 6
         assert row["accuracy"] == pytest.approx(proxy_acc(row["placement"]))
         assert row["accuracy_se"] == pytest.approx(0.03 / math.sqrt(3))
+
+
+def test_families_with_repeats_train_each_named_placement_with_every_seed_and_nothing_else(replay, tmp_path):
+    study = replay
+    url = sqlite_url(tmp_path)
+    cfg = load_study_config(study(trials=30, top="repeats = 3", sampler="families", first=["all_2d", "all_3d"]))
+    r = SearchDriver(cfg, storage=url, executor="inline").run()
+    assert r.stop_reason.startswith("every placement of evaluate_first")
+    runs = sorted((p, seed) for p, _, seed, _, _ in _runs(_study(url)))
+    assert runs == [(p, s) for p in ("2d 2d 2d 2d 2d", "3d 3d 3d 3d 3d") for s in (0, 1, 2)]
 
 
 def test_promotion_trains_the_rung_front_at_the_top_and_reports_only_the_top(replay, tmp_path):

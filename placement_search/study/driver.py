@@ -352,17 +352,20 @@ class SearchDriver:
         # the loop checks it at least once a second
         self._terminate = True
 
+    def _over_budget(self) -> bool:
+        """The trial budget is spent (training work, with the running trials' counted in)."""
+        running = sum(self.book.weight(fl.steps) for fl in self.inflight.values())
+        return self.book.work + running >= self.target_trials - 1e-9
+
     def _done_reason(self) -> str | None:
         if self.queued_only:
             if not self.proposer.queue:
                 return "every queued run has been dispatched"
         elif self.cfg.sampler == "families":
-            if not self.proposer.queue:
+            # with repeats or rungs, their follow-up runs first (within the trial budget)
+            if not self.proposer.queue and (self._over_budget() or not self._follow_up_due()):
                 return "every placement of evaluate_first has been evaluated"
-        elif (
-            self.book.work + sum(self.book.weight(fl.steps) for fl in self.inflight.values())
-            >= self.target_trials - 1e-9
-        ):
+        elif self._over_budget():
             return f"reached {self.target_trials} counted trials" + (
                 " (training work, in runs at the lowest budget)" if self.ladder is not None else ""
             )
