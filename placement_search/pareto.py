@@ -58,9 +58,11 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
 
 
 def _eps_dominates(a: Sequence[float], b: Sequence[float], eps: Sequence[float]) -> bool:
-    """``a`` dominates ``b`` by a margin: no worse anywhere, and better by more than ``eps``
-    (per objective) somewhere; with ``eps`` all zero, plain dominance."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y - e for x, y, e in zip(a, b, eps))
+    """``a`` dominates ``b`` by a margin: better by at least ``eps`` in every objective that has
+    one and no worse in the others, and strictly better somewhere (with ``eps`` all zero: plain
+    dominance). A margin on accuracy: dominated only by one that costs no more and is at
+    least ``margin`` more accurate."""
+    return all(x + e <= y for x, y, e in zip(a, b, eps)) and any(x + e < y for x, y, e in zip(a, b, eps))
 
 
 def ranks(points: Sequence[Sequence[float]], eps: Sequence[float] | None = None) -> list[int]:

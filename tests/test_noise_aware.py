@@ -132,7 +132,8 @@ def test_ladder_margin_auto_is_the_seed_noise_at_the_top():
         "b": [Run(30, 0, "ok", 0.40), Run(30, 1, "ok", 0.50), Run(30, 2, "ok", 0.60)],  # variance 0.01
         "c": [Run(10, 0, "ok", 0.3)],
     }
-    assert lad.margin(runs) == pytest.approx(math.sqrt((0.005 + 0.01) / 2))
+    # pooled over degrees of freedom: (0.005 x 1 + 0.01 x 2) / 3
+    assert lad.margin(runs) == pytest.approx(math.sqrt((0.005 + 0.02) / 3))
     # with a margin, a placement just behind the front shares its rank
     lad2 = Ladder(Fidelity(steps=(10, 30), promote=0.5, margin=0.05), base_seed=0)
     runs2 = {
@@ -444,3 +445,31 @@ def test_costaware_model_finds_the_best_placement_of_an_additive_accuracy():
                 found = i
                 break
         assert found is not None and found >= 8, (seed, found)
+
+
+def test_front_of_a_study_with_budgets_and_promote_on_an_exhausted_space(replay, tmp_path):
+    """Constraints (Optuna keeps them as a dict) do not break the per-placement front; queued
+    runs are trained even when every placement of the space has been evaluated."""
+    from placement_search.study.promote import queue_promotions
+
+    study = replay
+    url = sqlite_url(tmp_path)
+    path = study(trials=32, extra="[constraints]\nmax_macs = 1e15\n")
+    cfg = load_study_config(path)
+    SearchDriver(cfg, storage=url, executor="inline").run()
+    st = _study(url)
+    rows = pareto_rows(st)
+    assert rows and all(r["runs"] == 1 for r in rows)
+    queued = queue_promotions(st, cfg, load_space(cfg.space), top=2, seeds=2)
+    assert len(queued) == 2  # seed 1 for each (seed 0 ran)
+    r = SearchDriver(cfg, storage=url, executor="inline", trials=34, queued_only=True).run()
+    assert r.stop_reason == "every queued run has been dispatched"
+    st = _study(url)
+    assert not [t for t in st.trials if t.state.name == "WAITING"]
+    assert sum(1 for row in pareto_rows(st) if row["runs"] == 2) >= 1
+
+
+def test_ladder_does_not_ask_again_for_a_run_over_a_latency_budget():
+    lad = Ladder(Fidelity(steps=(10,), promote=1.0, seeds_at_top=2), base_seed=0)
+    runs = {"a": [Run(10, 0, "ok", 0.5), Run(10, 1, "infeasible")]}
+    assert lad.next(runs, {"a": [1.0]}) is None

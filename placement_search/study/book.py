@@ -14,8 +14,9 @@ from .early_stop import Reference
 from .ladder import Run
 from .records import COUNTED, FINAL, run_fields, trial_attrs, trial_status
 
-#: statuses of a trial that was a training run (trained, stopped, failed or cut short)
-RUN_STATUSES = (*COUNTED, "driver_died", "interrupted")
+#: statuses of a trial that was a run (trained, stopped, failed, cut short, or over a latency
+#: budget measured on its worker): the ladder never asks for one of these again
+RUN_STATUSES = (*COUNTED, "driver_died", "interrupted", "infeasible")
 
 __all__ = ["Book"]
 

@@ -128,14 +128,14 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             if not all(n in t.params for n in self.names):
                 continue
             choice = tuple(str(t.params[n]) for n in self.names)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+            if t.state != TrialState.WAITING:  # evaluated, failed for good or running
                 taken.add(choice)
             if t.state == TrialState.COMPLETE and t.values:
                 observed.append((choice, float(t.values[acc_i])))
         cands = self._candidates(taken)
         if not cands:
             return None
-        if len(observed) < self.n_startup:
+        if len(observed) < max(1, self.n_startup):
             return self._fill_cost_axis(cands, taken)
         return self._best_improvement(cands, observed)
 

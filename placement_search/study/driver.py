@@ -264,6 +264,8 @@ class SearchDriver:
         )
         for t in finished:
             self.book.load(t)
+        # a resumed study with rungs or repeats: the sampler sees each placement's best estimate
+        self._mirror_stale = self.ladder is not None and bool(finished)
 
     def _sampler_cost(self, params: dict[str, str]) -> tuple[list[float], bool]:
         """A placement's cost objectives (each minimised; MACs where an objective is measured,
@@ -371,13 +373,17 @@ class SearchDriver:
             )
         if self.timeout is not None and time.monotonic() - self.started >= self.timeout:
             return f"time limit of {self.timeout:g} s reached"
-        if self.idle_proposals >= MAX_IDLE_PROPOSALS:
+        if self.idle_proposals >= MAX_IDLE_PROPOSALS and not self.proposer.queue and not self._follow_up_due():
             return (
                 f"the sampler proposed {MAX_IDLE_PROPOSALS} placements in a row that were already evaluated or "
                 "infeasible: the space (or its feasible part) looks exhausted"
             )
         sampled_inflight = sum(1 for fl in self.inflight.values() if fl.kind == "sampled")
-        if len(self.book.outcomes) + sampled_inflight >= self.space.size and not self._follow_up_due():
+        if (
+            len(self.book.outcomes) + sampled_inflight >= self.space.size
+            and not self.proposer.queue
+            and not self._follow_up_due()
+        ):
             return "every placement of the space has been evaluated"
         if self.latency_streak >= MAX_LATENCY_INFEASIBLE:
             return (
@@ -508,6 +514,7 @@ class SearchDriver:
 
         from .opening import group_params
 
+        self.idle_proposals = 0
         costs = self._costs(placement)
         src = self.book.outcomes.get(fu.key)
         first = src["number"] if src is not None else None
@@ -792,8 +799,8 @@ class SearchDriver:
                 "user_attrs": dict(full_ua),
                 "system_attrs": dict(src["system_attrs"]) if src is not None else {},
             }
-        if self.ladder is not None:
-            self._mirror_stale = True
+        if self.ladder is not None and fl.mirror is None:
+            self._mirror_stale = True  # a follow-up changed a placement's estimate
         self.book.record(status, fl.key, outcome)
         self.latency_streak = self.latency_streak + 1 if status == "infeasible" else 0
         self.book.add_curve(fl.number, full_ua, status)

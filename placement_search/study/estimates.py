@@ -60,7 +60,9 @@ class Estimate:
 
 
 def _feasible(t: Any) -> bool:
-    return all(c <= 0 for c in (getattr(t, "constraints", None) or []))
+    """Within every budget (Optuna's constraint values, feasible when <= 0)."""
+    c = getattr(t, "constraints", None) or {}
+    return all(v <= 0 for v in (c.values() if isinstance(c, dict) else c))
 
 
 def estimates(trials: Sequence[Any], metric_names: Sequence[str] | None) -> dict[str, Estimate]:

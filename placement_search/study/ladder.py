@@ -66,12 +66,13 @@ class Ladder:
         standard deviation of one run at the top rung, over placements with several seeds there."""
         if self.f.margin is not None:
             return self.f.margin
-        variances = []
+        ss = dof = 0.0
         for rs in runs.values():
             accs = [r.accuracy for r in rs if r.steps == self.f.top and r.status == "ok" and r.accuracy is not None]
             if len(accs) > 1:
-                variances.append(statistics.variance(accs))
-        return math.sqrt(statistics.fmean(variances)) if variances else 0.0
+                ss += statistics.variance(accs) * (len(accs) - 1)
+                dof += len(accs) - 1
+        return math.sqrt(ss / dof) if dof else 0.0
 
     def next(
         self,

@@ -90,6 +90,8 @@ class Proposer:
             self.history.append(c)
         self.mirror.add_trials(self.history)
         self._keys: dict[int, str] = {}
+        #: the sampler's trials in flight (asked, not yet told): they join every rebuilt mirror
+        self._running: dict[int, Any] = {}
         self.queue: deque[QueueItem] = deque(queue)
         self.neighbours: deque[tuple[dict[str, str], int | None]] = deque()
 
@@ -117,6 +119,7 @@ class Proposer:
             extra["neighbour_of"] = origin
             self.mirror.enqueue_trial(params)
         mt = self.mirror.ask(self.dists)
+        self._running[id(mt)] = mt
         placement = self.space.from_group_tokens({g: str(v) for g, v in mt.params.items()}, "sampled placement")
         return Proposal(mt, placement, placement_key(placement), waiting, item, extra)
 
@@ -124,6 +127,7 @@ class Proposer:
         from optuna.trial import TrialState
 
         # the mirror it was asked from (an earlier one, if the mirror was rebuilt since)
+        self._running.pop(id(mt), None)
         if state == TrialState.COMPLETE:
             mt.study.tell(mt, list(values or []))
         else:
@@ -155,6 +159,9 @@ class Proposer:
                     c = copy.copy(t)
                     c.values = list(new)
             copies.append(c)
+        # the trials in flight, as RUNNING (constant liar, the grid's taken points); they are
+        # told into the mirror they were asked from and join the next rebuild as finished
+        copies += [self.frozen(mt) for mt in self._running.values()]
         self.storage = optuna.storages.InMemoryStorage()
         self.mirror = optuna.create_study(storage=self.storage, directions=self.directions, sampler=self.sampler)
         self.mirror.add_trials(copies)
@@ -174,6 +181,7 @@ class Proposer:
         and propose it again next."""
         from optuna.trial import TrialState
 
+        self._running.pop(id(mt), None)
         mt.study.tell(mt, state=TrialState.FAIL)
         self.queue.appendleft(item)
 
@@ -186,6 +194,7 @@ class Proposer:
         moves on by itself)."""
         from optuna.trial import TrialState
 
+        self._running.pop(id(mt), None)
         mt.study.tell(mt, state=TrialState.FAIL)
         if self.sampler_name == "grid":
             return False

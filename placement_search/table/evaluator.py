@@ -2,7 +2,8 @@
 
 A study with ``[proxy] evaluator = "table:PATH"`` runs the real driver, samplers, early stopping,
 dedup and storage, but each trial's result comes from the table: the row of the placement at the
-table's budget with the trial's steps (``proxy`` where no budget has them) with a trainer seed
+table's budget with the trial's steps (an error naming the budgets where none has them; the
+``proxy`` budget for a spec that names no steps) with a trainer seed
 drawn for the trial (from the study's proxy seed and the trial's draw number, so a replay is
 reproducible; the runs of one placement at one budget, repeats, take the table's seeds in turn), its held-out accuracy, per-class accuracy,
 eval curve (streamed as intermediate evaluations, so early stopping acts on it) and its times.
