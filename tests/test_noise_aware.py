@@ -389,6 +389,7 @@ def test_promote_command_re_evaluates_the_front(replay, tmp_path):
         assert r["accuracy"] == pytest.approx(ref_acc(r["placement"]) + statistics.fmean(accs))
     assert "± " in out.stdout and "runs" in out.stdout
     assert "reliability: one run's accuracy varies by" in out.stdout
+    assert st.user_attrs["target_trials"] == 12  # the search's own budget, not promote's
     # asking again queues nothing new
     again = subprocess.run(
         [*cmd, "--top", "3", "--seeds", "2", "--steps", "12", "--no-run"], capture_output=True, text=True, cwd=tmp_path

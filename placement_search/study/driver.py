@@ -281,7 +281,8 @@ class SearchDriver:
         _, created = self._open_study()
         self.lease = Lease(self.study, self.study_name)
         self.lease.claim()
-        self.study.set_user_attr("target_trials", self.target_trials)
+        if not self.queued_only:  # `promote` trains extra runs; the study's own budget stays
+            self.study.set_user_attr("target_trials", self.target_trials)
         recovered = recover(self.study, self.storage)
         self._build_mirror()
         self.counted_at_start = self.book.counted
