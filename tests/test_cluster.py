@@ -14,6 +14,7 @@ import pytest
 import ray.cloudpickle
 from optuna.trial import TrialState
 from search_helpers import init_local_ray, sqlite_url, write_study
+from test_search_driver import instant_trial
 
 from placement_search.study import SearchDriver, load_study_config
 from placement_search.study.records import trial_attrs
@@ -25,8 +26,7 @@ MARKERS = Path(tempfile.gettempdir()) / "placement-search-cluster-test"
 
 
 def node_trial(spec):
-    """A trial of about 1.5 s that says which Ray node ran it; accuracy grows with the number
-    of temporal positions (a real trade-off, no training)."""
+    """:func:`instant_trial`'s result after about 1.5 s, saying which Ray node ran it."""
     import ray as _ray
 
     node = _ray.get_runtime_context().get_node_id()
@@ -35,25 +35,7 @@ def node_trial(spec):
     yield {"event": "started", "host": "cluster-test", "pid": 0, "device": "cpu", "node": node}
     time.sleep(1.5)
     marker.unlink(missing_ok=True)
-    temporal = sum(1 for c in spec["placement"]["positions"].values() if c["op"] != "2d")
-    acc = temporal / (len(spec["placement"]["positions"]) + 1)
-    yield {
-        "event": "result",
-        "result": {
-            "status": "ok",
-            "accuracy": acc,
-            "top5": None,
-            "eval_curve": [[6, acc]],
-            "loss_curve": [],
-            "per_class_accuracy": {},
-            "steps_done": 6,
-            "clips_per_s": 1.0,
-            "train_time_s": 1.5,
-            "device": "cpu",
-            "precision": "fp32",
-            "reason": None,
-        },
-    }
+    yield from (e for e in instant_trial(spec) if e["event"] != "started")
 
 
 @pytest.fixture()

@@ -277,9 +277,6 @@ class Fidelity:
     def top(self) -> int:
         return self.steps[-1]
 
-    def rung_of(self, steps: int) -> int | None:
-        return self.steps.index(steps) if steps in self.steps else None
-
 
 @dataclass(frozen=True)
 class StudyConfig:
