@@ -14,7 +14,7 @@ from torch import nn
 from .devices import resolve_device, synchronize
 from .errors import UserError
 
-__all__ = ["Latency", "measure_latency"]
+__all__ = ["Latency", "device_name", "measure_latency"]
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,22 @@ def measure_latency(
         synchronize(dev)
         times.append((time.perf_counter() - t0) * 1e3)
     return Latency(str(dev), batch, warmup, runs, statistics.median(times), min(times), max(times))
+
+
+def device_name(dev: str) -> str:
+    """What a latency was measured on, e.g. ``cuda: NVIDIA H100 80GB HBM3`` or
+    ``cpu: AMD EPYC 7B13 (8 threads)``."""
+    if dev.startswith("cuda"):
+        index = int(dev.split(":")[1]) if ":" in dev else torch.cuda.current_device()
+        return f"cuda: {torch.cuda.get_device_name(index)}"
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    if not model:
+        import platform
+
+        model = platform.processor() or platform.machine()
+    return f"{dev}: {model} ({torch.get_num_threads()} threads)"

@@ -106,3 +106,19 @@ def test_study_across_nodes_survives_a_killed_node_and_uses_a_new_one(tmp_path, 
     # Ray noticed them: a dead node is seen late, after its heartbeats time out)
     changes = [(i["from"], i["to"]) for k, i in events if k == "slots"]
     assert any(b < a for a, b in changes) and any(b > a for a, b in changes), changes
+    # every node was checked before its first trial: the first ones at start, the new one as it joined
+    checks = [[n["node"] for n in i["nodes"]] for k, i in events if k == "nodes"]
+    assert {n1.node_id, n2.node_id} <= set(checks[0]), checks
+    assert added[0].node_id in {n for c in checks[1:] for n in c}, checks
+    first_on_new = min(
+        i
+        for i, (k, info) in enumerate(events)
+        if k == "end_trial"
+        and info["number"] in [t.number for t in ok if trial_attrs(t).get("node") == added[0].node_id]
+    )
+    new_check = min(
+        i
+        for i, (k, info) in enumerate(events)
+        if k == "nodes" and added[0].node_id in [n["node"] for n in info["nodes"]]
+    )
+    assert new_check < first_on_new

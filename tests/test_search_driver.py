@@ -331,7 +331,10 @@ def test_latency_budget_infeasible_trials_do_not_use_up_the_budget_and_an_imposs
     from placement_search.study import driver as drv
 
     url = sqlite_url(tmp_path)
-    cfg = load_study_config(write_study(tmp_path, trials=2, extra="\n[constraints]\nmax_latency_ms = 1\n"))
+    # the trial times its own latency ([latency] measure = "trial"; the idle-device default is
+    # tested in test_data_on_nodes.py)
+    extra = '\n[constraints]\nmax_latency_ms = 1\n[latency]\nmeasure = "trial"\n'
+    cfg = load_study_config(write_study(tmp_path, trials=2, extra=extra))
     r = SearchDriver(cfg, storage=url, trial_fn=latency_infeasible_trial).run()
     assert r.counted == 0 and r.by_status["infeasible"] >= drv.MAX_LATENCY_INFEASIBLE
     assert "over max_latency_ms" in r.stop_reason

@@ -472,10 +472,13 @@ def test_incomplete_cache_is_never_used(videos: Path, tmp_path: Path) -> None:
         C.ClipCache(tmp_path)
 
 
-def _child_build(videos: str, cache_dir: str, delay: float, go: Any, out: Any) -> None:
-    """Build the cache of ``videos`` in a fresh process, each decode ``delay`` s slower."""
+def _child_build(videos: str, cache_dir: str, delay: float, go: Any, out: Any, journal_s: float = 2.0) -> None:
+    """Build the cache of ``videos`` in a fresh process, each decode ``delay`` s slower, the
+    journal written every ``journal_s`` seconds."""
+    import placement_search.data.cache as C
     import placement_search.data.video as V
 
+    C.JOURNAL_EVERY_S = journal_s
     real = V.decode_video
 
     def slow(item: V.VideoItem, spec: V.DecodeSpec, **kw: int) -> np.ndarray:
@@ -512,23 +515,51 @@ def test_concurrent_builders_make_one_cache(videos: Path, tmp_path: Path) -> Non
         np.testing.assert_array_equal(cache.cache.read(i), V.decode_video(item, SPEC))
 
 
-def test_killed_builder_leaves_nothing_usable(videos: Path, tmp_path: Path) -> None:
+def test_killed_builder_is_resumed_not_redone(videos: Path, tmp_path: Path) -> None:
+    """A build killed part-way is never read as a cache; the next build keeps the videos its
+    journal vouches for, decodes the rest, and the result equals decoding everything anew."""
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     go.set()
-    child = ctx.Process(target=_child_build, args=(str(videos), str(tmp_path), 0.5, go, out))
+    child = ctx.Process(target=_child_build, args=(str(videos), str(tmp_path), 0.5, go, out, 0.0))
     child.start()
     deadline = time.monotonic() + 60
-    while not (partial := list(tmp_path.glob(".*.tmp-*/frames.u8"))) or partial[0].stat().st_size == 0:
-        assert time.monotonic() < deadline and child.is_alive(), "the child never started writing"
+    journal = tmp_path.glob(".*.partial/progress.jsonl")
+    while not (found := list(journal)) or len(found[0].read_text().splitlines()) < 3:  # header + 2 videos
+        assert time.monotonic() < deadline and child.is_alive(), "the child never recorded a finished video"
         time.sleep(0.05)
+        journal = tmp_path.glob(".*.partial/progress.jsonl")
     child.kill()
     child.join()
-    assert [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")] == []
-    build = V.cache_videos(V.scan_videos(videos), SPEC, tmp_path)
-    assert build.built  # the half-built one was not taken for a cache
-    assert not list(tmp_path.glob(".*.tmp-*"))  # and was cleaned up
-    assert build.cache.num_frames(0) > 0
+    assert [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")] == []  # no cache yet
+    vl = V.scan_videos(videos)
+    name, key = V.cache_key(vl, SPEC)
+    done = C.partial_progress(tmp_path, name, key)
+    assert 2 <= done < len(vl)
+    build = V.cache_videos(vl, SPEC, tmp_path)
+    assert build.built and build.resumed == done  # the killed build's videos were kept ...
+    assert not list(tmp_path.glob(".*.partial"))  # ... and its folder became the cache
+    for i, item in enumerate(vl.items):  # ... and the cache is what a fresh decode gives
+        np.testing.assert_array_equal(build.cache.read(i), V.decode_video(item, SPEC))
+    assert C.find_cache(tmp_path, name, key) is not None
+
+
+def test_resume_ignores_a_torn_journal_line(videos: Path, tmp_path: Path) -> None:
+    vl = V.scan_videos(videos)
+    name, key = V.cache_key(vl, SPEC)
+    root, folder = C.cache_location(tmp_path, name, key)
+    partial = root / f".{folder}.partial"
+    partial.mkdir(parents=True)
+    first = V.decode_video(vl.items[0], SPEC)
+    (partial / "frames.u8").write_bytes(first.tobytes() + b"garbage beyond the journal")
+    header = json.dumps({"key": folder.rsplit("-", 1)[-1], "version": C.CACHE_VERSION})
+    line = json.dumps([0, list(first.shape[:3]), None])
+    (partial / "progress.jsonl").write_text(f"{header}\n{line}\n[{first.nbytes}, [4")  # killed mid-line
+    assert C.partial_progress(tmp_path, name, key) == 1
+    build = V.cache_videos(vl, SPEC, tmp_path)
+    assert build.resumed == 1
+    for i, item in enumerate(vl.items):
+        np.testing.assert_array_equal(build.cache.read(i), V.decode_video(item, SPEC))
 
 
 def test_import_does_not_need_pyav(repo_root: Path) -> None:

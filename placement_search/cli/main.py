@@ -521,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_references)
 
     from .analyze import add_parsers as add_analysis_parsers
+    from .cache import add_parsers as add_cache_parsers
     from .export import add_parsers as add_export_parsers
     from .study import add_parsers
     from .table import add_parsers as add_table_parsers
@@ -529,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parsers(sub)
     add_analysis_parsers(sub)
     add_table_parsers(sub)
+    add_cache_parsers(sub)
     return parser
 
 

@@ -14,6 +14,23 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
+def nodes_line(nodes: list[dict[str, Any]]) -> str:
+    """One line on the nodes checked before the first trial (study/nodes.py)."""
+    first = nodes[0]
+    gpus = sum(n["cuda_devices"] for n in nodes)
+    caches = [c for n in nodes for c in n["caches"]]
+    built = sum(n["built_s"] for n in nodes)
+    data = ""
+    if caches:
+        data = f"; decoded-clip caches ready ({len(caches)} on {len(nodes)} node(s)"
+        data += f", {built:.0f} s spent building)" if built else ")"
+    what = f"{len(nodes)} node(s)" if len(nodes) > 1 or first["node"] else first["host"]
+    return (
+        f"checked {what}: placement-search {first['version']}, torch {first['torch']}, "
+        f"{gpus} GPU(s) visible to torch{data}"
+    )
+
+
 class Progress:
     """One line per finished trial, and a status line (trials done / running / failed / pruned,
     Pareto size, elapsed and remaining time): redrawn in place on a terminal, printed every
@@ -69,6 +86,8 @@ class Progress:
             self._print(f"Ray{mode}: {res.get('CPU', 0):g} CPUs{gpus}; {info['slots']} trials at a time")
         elif kind == "start":
             pass
+        elif kind == "nodes":
+            self._print(nodes_line(info["nodes"]))
         elif kind == "slots":
             self._print(f"Ray: the cluster now holds {info['to']} trials at a time (was {info['from']})")
         elif kind == "end_trial":

@@ -124,6 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         on_event=Progress(),
         publish_figures=push_dashboard_figures,
+        build_cache=args.build_cache,
+        ray_dashboard=args.ray_dashboard,
     )
     print(
         f"study {driver.study_name!r}: space {driver.space.name} ({driver.space.size:,} placements), "
@@ -359,6 +361,21 @@ def add_parsers(sub: Any) -> None:
         "--ray-address",
         metavar="ADDR",
         help="'auto' or host:port to join a Ray cluster, 'local' for a new local instance (default: $RAY_ADDRESS if set, else local)",
+    )
+    p.add_argument(
+        "--build-cache",
+        action="store_true",
+        help="build a real-video data set's decoded-clip cache where it is missing before training "
+        "(default: refuse to start and say so; `placement-search cache build` builds it ahead)",
+    )
+    p.add_argument(
+        "--ray-dashboard",
+        nargs="?",
+        const=8265,
+        type=_port,
+        metavar="PORT",
+        help="serve Ray's dashboard on 127.0.0.1:PORT (default 8265) for a new local Ray instance "
+        "(needs `pip install 'ray[default]'`; a cluster's own dashboard is on its head node)",
     )
     p.set_defaults(func=cmd_run)
 

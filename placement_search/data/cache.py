@@ -9,17 +9,20 @@ readers memory-map. A cache is a folder::
         frames.u8                     every video's frames, (F, H, W, 3) uint8, back to back
         index.json                    offsets, shapes, labels, source paths, "complete": true
       train-3f9c0a51d2e4b6a7.lock     held (fcntl.flock) by the one process building it
-      .train-3f9c0a51d2e4b6a7.tmp-... a build in progress (or one that was killed)
+      .train-3f9c0a51d2e4b6a7.partial a build in progress (or one that was killed: resumed)
 
 The hash covers everything the content depends on (the caller's key: source list,
 labels, file sizes and modification times, decoding settings) and :data:`CACHE_VERSION`,
 so different settings get different caches and a changed video gets a new one.
 
-Concurrency and crashes: a builder takes the lock, builds into a temporary folder beside
-the final one, writes ``index.json`` last (with ``"complete": true``) and renames the
+Concurrency, crashes and resuming: a builder takes the lock, builds into a partial folder
+beside the final one, writes ``index.json`` last (with ``"complete": true``) and renames the
 folder into place, which is atomic. A second builder of the same cache blocks on the lock
-and then finds the finished cache. A killed builder leaves only a temporary folder, which
-is never read and is removed by the next builder; the lock dies with its holder.
+and then finds the finished cache. A killed (or failed) builder leaves its partial folder,
+which is never read as a cache: the next builder of the same cache resumes it from its
+journal (``progress.jsonl``: one line per finished video, written only after that video's
+frames are on disk), so a kill costs at most the last few seconds of decoding. The lock
+dies with its holder.
 
 Reading is lazy: :class:`ClipCache` loads the small index and opens the data file with
 ``np.memmap`` (read-only) on first use in each process, so a DataLoader worker receives
@@ -35,7 +38,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,7 +53,17 @@ try:  # POSIX; elsewhere concurrent builders are not serialised (see _lock)
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CACHE_ENV", "CACHE_VERSION", "CacheBuild", "ClipCache", "default_cache_dir", "open_or_build"]
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_VERSION",
+    "CacheBuild",
+    "ClipCache",
+    "cache_location",
+    "default_cache_dir",
+    "find_cache",
+    "open_or_build",
+    "partial_progress",
+]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +154,8 @@ class CacheBuild:
     built: bool
     #: seconds spent (waiting for another builder included)
     seconds: float
+    #: videos a killed earlier build had finished, kept rather than decoded again
+    resumed: int = 0
 
 
 def open_or_build(
@@ -176,9 +190,7 @@ def open_or_build(
     if len(sources) != len(labels):
         raise ValueError(f"{len(sources)} sources but {len(labels)} labels")
     t0 = time.perf_counter()
-    digest = hashlib.sha256(json.dumps([CACHE_VERSION, key], sort_keys=True).encode()).hexdigest()[:16]
-    folder_name = f"{_slug(name)}-{digest}"
-    root = Path(os.path.abspath(Path(cache_dir).expanduser()))
+    root, folder_name = cache_location(cache_dir, name, key)
     final = root / folder_name
     if (index := _read_index(final)) is not None:
         return CacheBuild(ClipCache(final, index), built=False, seconds=time.perf_counter() - t0)
@@ -189,27 +201,74 @@ def open_or_build(
     with _lock(root / f"{folder_name}.lock"):
         if (index := _read_index(final)) is not None:  # another process finished it while we waited
             return CacheBuild(ClipCache(final, index), built=False, seconds=time.perf_counter() - t0)
-        for stale in root.glob(f".{folder_name}.tmp-*"):  # killed builders; live ones hold the lock
+        for stale in root.glob(f".{folder_name}.tmp-*"):  # killed builders of an older release
             shutil.rmtree(stale, ignore_errors=True)
         if final.exists():  # not a complete cache (tampered or foreign): replace it
             shutil.rmtree(final)
-        tmp = root / f".{folder_name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        partial = root / f".{folder_name}.partial"
         try:
-            _build(tmp, digest, sources, labels, decode, info or {}, workers)
-            os.rename(tmp, final)
+            partial.mkdir(exist_ok=True)
+            resumed = _build(partial, folder_name.rsplit("-", 1)[-1], sources, labels, decode, info or {}, workers)
+            os.rename(partial, final)
             _fsync_dir(root)
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        except OSError as e:  # the partial folder stays: the next build resumes it
+            if e.errno == errno.ENOSPC:
                 raise UserError(
                     f"cache dir {root}: disk full while building {folder_name}; point cache_dir or "
-                    f"${CACHE_ENV} at a larger disk, or lower max_frames / the clip size"
+                    f"${CACHE_ENV} at a larger disk, or lower max_frames / the clip size (what was decoded "
+                    "is kept: the next build resumes it)"
                 ) from None
-            if isinstance(e, OSError):
-                raise UserError(f"cache dir {root}: cannot write {folder_name} ({e})") from None
-            raise
-    return CacheBuild(ClipCache(final), built=True, seconds=time.perf_counter() - t0)
+            raise UserError(f"cache dir {root}: cannot write {folder_name} ({e})") from None
+    return CacheBuild(ClipCache(final), built=True, seconds=time.perf_counter() - t0, resumed=resumed)
+
+
+def cache_location(cache_dir: str | Path, name: str, key: Any) -> tuple[Path, str]:
+    """``(folder of caches, name of this cache's folder)`` for ``key`` (see :func:`open_or_build`)."""
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, key], sort_keys=True).encode()).hexdigest()[:16]
+    return Path(os.path.abspath(Path(cache_dir).expanduser())), f"{_slug(name)}-{digest}"
+
+
+def find_cache(cache_dir: str | Path, name: str, key: Any) -> ClipCache | None:
+    """The finished cache for ``key``, or None (nothing is built or locked)."""
+    root, folder_name = cache_location(cache_dir, name, key)
+    index = _read_index(root / folder_name)
+    return ClipCache(root / folder_name, index) if index is not None else None
+
+
+def partial_progress(cache_dir: str | Path, name: str, key: Any) -> int:
+    """Videos a killed build of ``key`` had finished (0: none), which the next build keeps."""
+    root, folder_name = cache_location(cache_dir, name, key)
+    return len(_read_journal(root / f".{folder_name}.partial", folder_name.rsplit("-", 1)[-1])[0])
+
+
+#: seconds between journal writes (each one syncs the frames written so far first)
+JOURNAL_EVERY_S = 2.0
+_JOURNAL = "progress.jsonl"
+
+
+def _read_journal(folder: Path, digest: str) -> tuple[list[list[Any]], int]:
+    """The finished entries ``[offset, shape, failure]`` a partial build recorded, and the data
+    bytes they cover; ``([], 0)`` when there is nothing usable (another key, a torn file)."""
+    entries: list[list[Any]] = []
+    try:
+        lines = (folder / _JOURNAL).read_text().splitlines()
+        size = (folder / _DATA).stat().st_size
+    except OSError:
+        return [], 0
+    if not lines or lines[0] != json.dumps({"key": digest, "version": CACHE_VERSION}):
+        return [], 0
+    end = 0
+    for line in lines[1:]:
+        try:
+            offset, shape, failure = json.loads(line)
+        except ValueError:
+            break  # a line cut by the kill: everything before it stands
+        nbytes = int(np.prod(shape)) * 3
+        if offset != end or offset + nbytes > size:
+            break
+        entries.append([offset, shape, failure])
+        end = offset + nbytes
+    return entries, end
 
 
 def _build(
@@ -220,34 +279,64 @@ def _build(
     decode: Callable[[int], np.ndarray],
     info: dict[str, Any],
     workers: int | None,
-) -> None:
+) -> int:
+    """Decode into ``folder`` (resuming what its journal records); returns the videos resumed."""
     n = len(sources)
-    log.info("decoded-clip cache: decoding %d videos into %s", n, folder.parent)
-    offsets: list[int] = []
-    shapes: list[list[int]] = []
-    failures: list[list[Any]] = []
-    offset = 0
-    last_report = time.monotonic()
+    done, offset = _read_journal(folder, digest)
+    start = len(done)
+    offsets = [e[0] for e in done]
+    shapes = [e[1] for e in done]
+    failures: list[list[Any]] = [[i, e[2]] for i, e in enumerate(done) if e[2] is not None]
+    if start:
+        log.info("decoded-clip cache: resuming a killed build at video %d of %d", start + 1, n)
+    else:
+        log.info("decoded-clip cache: decoding %d videos into %s", n, folder.parent)
+    last_report = last_journal = time.monotonic()
     from ..progressbar import progress_bar
 
+    pending: list[str] = []
     bar = progress_bar(n, "decoding videos into the clip cache", "video")
-    with bar, open(folder / _DATA, "wb") as f:
-        for i, result in enumerate(_ordered_map(decode, n, workers)):
+    if start:
+        with open(folder / _DATA, "r+b") as data:
+            data.truncate(offset)
+    # the journal again from its valid lines (a torn last line would spoil what follows it)
+    journal = open(folder / _JOURNAL, "w")
+    journal.write(json.dumps({"key": digest, "version": CACHE_VERSION}) + "\n")
+    journal.writelines(json.dumps(e) + "\n" for e in done)
+    with bar, journal, open(folder / _DATA, "r+b" if start else "wb") as f:
+        f.seek(offset)
+        bar.update(start)
+
+        def sync() -> None:  # frames first, then the journal lines that vouch for them
+            f.flush()
+            os.fsync(f.fileno())
+            journal.write("".join(pending))
+            journal.flush()
+            os.fsync(journal.fileno())
+            pending.clear()
+
+        for i, result in enumerate(_ordered_map(decode, n, workers, start=start), start=start):
             bar.update(1)
+            failure = None
             if isinstance(result, BaseException):
-                failures.append([i, str(result) or type(result).__name__])
+                failure = str(result) or type(result).__name__
+                failures.append([i, failure])
                 frames = np.zeros((0, 0, 0, 3), np.uint8)
             else:
                 frames = _check_frames(result, sources[i])
             offsets.append(offset)
             shapes.append(list(frames.shape[:3]))
             f.write(np.ascontiguousarray(frames).data)
+            pending.append(json.dumps([offset, list(frames.shape[:3]), failure]) + "\n")
             offset += frames.nbytes
-            if time.monotonic() - last_report > 30:
+            now = time.monotonic()
+            if now - last_journal >= JOURNAL_EVERY_S:
+                sync()
+                last_journal = now
+            if now - last_report > 30:
                 log.info("decoded-clip cache: %d / %d videos, %.2f GB", i + 1, n, offset / 1e9)
-                last_report = time.monotonic()
-        f.flush()
-        os.fsync(f.fileno())
+                last_report = now
+        sync()
     index = {
         "version": CACHE_VERSION,
         "key": digest,
@@ -260,8 +349,10 @@ def _build(
         "total_bytes": offset,
         "complete": True,  # written last: an index without it is never used
     }
+    (folder / _JOURNAL).unlink()
     _write_json(folder / _INDEX, index)
     log.info("decoded-clip cache: %d videos, %d failed, %.2f GB", n, len(failures), offset / 1e9)
+    return start
 
 
 def _check_frames(frames: Any, source: str) -> np.ndarray:
@@ -270,8 +361,10 @@ def _check_frames(frames: Any, source: str) -> np.ndarray:
     return frames
 
 
-def _ordered_map(fn: Callable[[int], np.ndarray], n: int, workers: int | None) -> Iterator[np.ndarray | BaseException]:
-    """``fn(i)`` for i < n in order, on threads, with a bounded number in flight."""
+def _ordered_map(
+    fn: Callable[[int], np.ndarray], n: int, workers: int | None, *, start: int = 0
+) -> Iterator[np.ndarray | BaseException]:
+    """``fn(i)`` for ``start <= i < n`` in order, on threads, with a bounded number in flight."""
     workers = workers or min(8, os.cpu_count() or 1)
 
     def call(i: int) -> np.ndarray | BaseException:
@@ -281,11 +374,11 @@ def _ordered_map(fn: Callable[[int], np.ndarray], n: int, workers: int | None) -
             return e
 
     if workers <= 1:
-        yield from (call(i) for i in range(n))
+        yield from (call(i) for i in range(start, n))
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="clip-cache") as pool:
         pending: list[Future[np.ndarray | BaseException]] = []
-        for i in range(n):
+        for i in range(start, n):
             pending.append(pool.submit(call, i))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()

@@ -41,6 +41,7 @@ __all__ = [
     "DataConfig",
     "EarlyStopping",
     "Fidelity",
+    "LatencyConfig",
     "RayConfig",
     "Resources",
     "StudyConfig",
@@ -160,6 +161,34 @@ class RayConfig:
             raise UserError(f"{where}.num_cpus: expected a positive integer, got {self.num_cpus}")
         if self.num_gpus is not None and self.num_gpus < 0:
             raise UserError(f"{where}.num_gpus: expected an integer >= 0, got {self.num_gpus}")
+
+
+#: how a latency objective or budget is timed (``[latency] measure``)
+LATENCY_MEASURES = ("idle", "trial")
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """How latency (an objective, or ``max_latency_ms``) is measured.
+
+    ``measure = "idle"`` (default): each distinct placement once, in a separate measurement that
+    holds a whole device of the trials' kind (a whole GPU; all CPUs of a node), so that no
+    training trial shares it; the driver gathers the placements waiting for a latency and
+    measures them together once the device is idle, and remembers each by placement and device.
+    ``"trial"``: timed by each trial on its own device before training, beside whatever else
+    runs there (faster, noisier; the behaviour before ``[latency]`` existed).
+    ``runs``/``warmup``: timed and untimed forward passes (batch 1, target input); the median
+    of ``runs`` is the latency."""
+
+    measure: str = "idle"
+    runs: int = 10
+    warmup: int = 3
+
+    def check(self, where: str) -> None:
+        if self.measure not in LATENCY_MEASURES:
+            raise UserError(f"{where}.measure: expected one of {', '.join(LATENCY_MEASURES)}, got {self.measure!r}")
+        if self.runs < 1 or self.warmup < 0:
+            raise UserError(f"{where}: runs must be >= 1 and warmup >= 0, got {self.runs} and {self.warmup}")
 
 
 @dataclass(frozen=True)
@@ -301,6 +330,7 @@ class StudyConfig:
     early_stopping: EarlyStopping = EarlyStopping()
     ray: RayConfig = RayConfig()
     resources: Resources = Resources()
+    latency: LatencyConfig = LatencyConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     table: TableConfig | None = None
     #: trainer seeds per placement at its top budget (``repeats = N``; [fidelity] seeds_at_top)
@@ -466,6 +496,7 @@ _TOP = {
     "early_stopping",
     "ray",
     "resources",
+    "latency",
     "artifacts",
     "table",
     "repeats",
@@ -594,6 +625,7 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
     ray_cfg = _section(RayConfig, data.get("ray", {}), f"{f}: [ray]", special={"object_store_memory": parse_count})
     kw["ray"] = ray_cfg
     kw["resources"] = _section(Resources, data.get("resources", {}), f"{f}: [resources]")
+    kw["latency"] = _section(LatencyConfig, data.get("latency", {}), f"{f}: [latency]")
     art = _section(ArtifactsConfig, data.get("artifacts", {}), f"{f}: [artifacts]")
     if art.path is not None and not Path(art.path).expanduser().is_absolute():
         art = dataclasses.replace(art, path=str((base / Path(art.path).expanduser()).resolve()))
@@ -877,7 +909,7 @@ def stored_study_config(stored: Mapping[str, Any], where: str) -> StudyConfig:
             "margin": "auto" if fid.get("margin") is None else fid["margin"],
         }
     d["proxy"] = proxy
-    for section in ("target", "data", "constraints", "early_stopping", "ray", "resources", "artifacts"):
+    for section in ("target", "data", "constraints", "early_stopping", "ray", "resources", "latency", "artifacts"):
         if isinstance(d.get(section), Mapping):
             d[section] = clean(d[section])
     try:

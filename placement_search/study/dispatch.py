@@ -66,7 +66,12 @@ def trial_spec(
         "repeat": (run[1] - cfg.proxy.seed) if run else 0,
     }
     if cfg.needs_latency:
-        spec["latency"] = {"input_shape": list(target_shape), "max_ms": cfg.constraints.max_latency_ms}
+        spec["latency"] = {
+            "input_shape": list(target_shape),
+            "max_ms": cfg.constraints.max_latency_ms,
+            "runs": cfg.latency.runs,
+            "warmup": cfg.latency.warmup,
+        }
     es = cfg.early_stopping
     if es.enabled and cfg.proxy.eval_every and not named and run is None:
         refs, counts = compact(reference, costs["macs"], keep=max(es.min_dominating, 3))

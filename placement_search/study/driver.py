@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import signal
 import threading
@@ -45,13 +46,18 @@ from .costing import StudyCosts
 from .dispatch import proxy_budget, trial_files, trial_spec
 from .executor import Executor, InlineExecutor, RayExecutor, classify_error
 from .ladder import FollowUp, Ladder
+from .latency_probe import LatencyProbe
 from .lease import Lease
+from .nodes import check_payload, node_problems
 from .opening import artifact_dir, enqueue_first, open_study, recover, requeue, trial_params
 from .proposer import Proposal, Proposer
 from .records import run_attrs, run_fields, run_outcome, write_finished, write_trial
 from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
+
+#: a trial's own worker output (prints, warnings, log records), once per trial
+worker_log = logging.getLogger("placement_search.worker")
 
 #: proposals in a row that need no training before the driver decides the sampler is stuck
 MAX_IDLE_PROPOSALS = 200
@@ -142,6 +148,11 @@ class SearchDriver:
             plots). A failure is a warning, never a lost study.
         queued_only: train the study's queued runs (``promote``, re-queued trials) and stop;
             propose nothing new.
+        build_cache: build a real-video data set's decoded-clip cache on every node that lacks
+            it before training (default: refuse to start, naming the node; ``placement-search
+            cache build`` builds it ahead).
+        ray_dashboard: serve Ray's dashboard on ``127.0.0.1`` at this port (a new local Ray
+            instance; needs ``ray[default]``).
     """
 
     def __init__(
@@ -159,8 +170,11 @@ class SearchDriver:
         executor: Executor | str | None = None,
         publish_figures: Callable[[Any, SearchSpace], Any] | None = None,
         queued_only: bool = False,
+        build_cache: bool = False,
+        ray_dashboard: int | None = None,
     ) -> None:
         self.trial_fn = trial_fn
+        self.build_cache = build_cache
         self.queued_only = queued_only
         self.publish_figures = publish_figures
         self.cfg = cfg
@@ -175,7 +189,9 @@ class SearchDriver:
 
         fn = trial_fn or run_trial
         if executor is None or executor == "ray":
-            self.executor: Executor = RayExecutor(fn, cfg.resources, cfg.ray, self.ray_address)
+            self.executor: Executor = RayExecutor(
+                fn, cfg.resources, cfg.ray, self.ray_address, dashboard_port=ray_dashboard
+            )
         elif executor == "inline":
             self.executor = InlineExecutor(fn)
         elif isinstance(executor, Executor):
@@ -183,6 +199,8 @@ class SearchDriver:
         else:
             raise ValueError(f"executor: 'ray', 'inline' or an Executor, got {executor!r}")
         self.executor.check()
+        #: latency timed on an idle device, once per placement ([latency] measure = "idle")
+        self.probe: LatencyProbe | None = None
         self.on_event = on_event or (lambda kind, info: None)
         self.faults = faults if faults is not None else json.loads(os.environ.get("PLACEMENT_SEARCH_FAULTS", "{}"))
         self.space: SearchSpace = load_space(cfg.space)
@@ -285,6 +303,7 @@ class SearchDriver:
             self.study.set_user_attr("target_trials", self.target_trials)
         recovered = recover(self.study, self.storage)
         self._build_mirror()
+        self._start_probe()
         self.counted_at_start = self.book.counted
         self.work_at_start = self.book.work
         self._terminate = False
@@ -309,6 +328,7 @@ class SearchDriver:
                 if main:  # again: ray.init installs its own SIGTERM handler, which aborts the process
                     signal.signal(signal.SIGINT, signal.default_int_handler)
                     signal.signal(signal.SIGTERM, self._on_term)
+                self._check_nodes()
                 self._loop(result)
             except (KeyboardInterrupt, _Interrupt) as e:
                 self._cancel_all()
@@ -335,6 +355,78 @@ class SearchDriver:
         self.on_event("end", asdict(result))
         return result
 
+    def _start_probe(self) -> None:
+        """Latency on an idle device: what to measure, and what earlier runs measured."""
+        if not self.cfg.needs_latency or self.cfg.latency.measure != "idle":
+            return
+        budget = proxy_budget(self.cfg)
+        self.probe = LatencyProbe(
+            self.executor,
+            {
+                "space": self.cfg.space,
+                "space_toml": self.space_text,
+                "input_shape": list(self.target_costs.input_shape),
+                "num_classes": self.cfg.target.num_classes,
+                "device": budget["device"],
+                "runs": self.cfg.latency.runs,
+                "warmup": self.cfg.latency.warmup,
+            },
+        )
+        for key, outcome in self.book.outcomes.items():
+            ua = outcome["user_attrs"]
+            if ua.get("latency_ms") is not None:
+                self.probe.remember(key, ua["latency_ms"], ua.get("latency_device"))
+
+    def _parked(self) -> list[_InFlight]:
+        return self.probe.parked if self.probe is not None else []
+
+    def _latency_measured(self) -> None:
+        """A wave of latencies ended: each parked trial trains, or is over the budget."""
+        assert self.probe is not None
+        started, todo = self.probe.started_at, self.probe.todo
+        parked, error = self.probe.finish()
+        self.on_event(
+            "latency_wave",
+            {"start": started, "end": time.time(), "measured": todo, "trials": len(parked), "error": error},
+        )
+        if error:
+            self.on_event(
+                "warning",
+                {"message": f"the latency measurement failed ({error}); these trials time it on their own device"},
+            )
+        max_ms = self.cfg.constraints.max_latency_ms
+        for fl in parked:
+            hit = self.probe.lookup(fl.key)
+            if hit is None:  # the measurement failed: the trial times it itself
+                fl.spec["latency"] = {**fl.spec["latency"], "known_ms": None}
+                self._submit(fl, measured=True)
+                continue
+            ms, device = hit
+            fl.costs["latency_ms"], fl.latency_device = ms, device
+            if max_ms is not None and ms > max_ms:
+                reason = f"latency {ms:.2f} ms on {device} over max_latency_ms {max_ms:g}"
+                fl.final = {"event": "infeasible", "latency_ms": ms, "reason": reason}
+                self._conclude(fl, None)
+            else:
+                self._submit(fl)
+
+    def _check_nodes(self) -> None:
+        """Every node not checked yet: same package, data readable, caches built (or built
+        now with ``build_cache``), GPUs visible; a problem stops the study before training."""
+        if str(self.cfg.evaluator or "").startswith("table:"):
+            return  # a table replay reads no data
+        payload = check_payload(asdict(self.cfg.data), build_cache=self.build_cache)
+        reports = self.executor.check_nodes(payload)
+        if not reports:
+            return
+        where = str(self.cfg.path) if self.cfg.path else "STUDY_TOML"
+        problems = node_problems(
+            reports, study_toml=where, gpus_per_trial=self.cfg.resources.gpus, ray_gpus=self.executor.node_gpus()
+        )
+        if problems:
+            raise UserError("before the first trial:\n  " + "\n  ".join(problems))
+        self.on_event("nodes", {"nodes": [r.to_dict() for r in reports]})
+
     def _push_figures(self, *, force: bool = False) -> None:
         """Refresh the study's optuna-dashboard figures (Pareto front, hypervolume, placement
         heatmap, families) when trials finished since the last refresh. Never fails the study."""
@@ -357,7 +449,7 @@ class SearchDriver:
 
     def _over_budget(self) -> bool:
         """The trial budget is spent (training work, with the running trials' counted in)."""
-        running = sum(self.book.weight(fl.steps) for fl in self.inflight.values())
+        running = sum(self.book.weight(fl.steps) for fl in [*self.inflight.values(), *self._parked()])
         return self.book.work + running >= self.target_trials - 1e-9
 
     def _done_reason(self) -> str | None:
@@ -379,7 +471,7 @@ class SearchDriver:
                 f"the sampler proposed {MAX_IDLE_PROPOSALS} placements in a row that were already evaluated or "
                 "infeasible: the space (or its feasible part) looks exhausted"
             )
-        sampled_inflight = sum(1 for fl in self.inflight.values() if fl.kind == "sampled")
+        sampled_inflight = sum(1 for fl in [*self.inflight.values(), *self._parked()] if fl.kind == "sampled")
         if (
             len(self.book.outcomes) + sampled_inflight >= self.space.size
             and not self.proposer.queue
@@ -407,6 +499,8 @@ class SearchDriver:
                 except UserError:  # no room at all for a moment (a node left): keep what runs
                     now = slots
                 if now != slots:
+                    if now > slots:  # a node joined: checked before it trains
+                        self._check_nodes()
                     self.on_event("slots", {"from": slots, "to": now})
                     slots = now
             # re-checked every time: a running trial that ends uncounted (over a latency budget)
@@ -414,16 +508,22 @@ class SearchDriver:
             if self._terminate:
                 raise _Interrupt()
             stop = self._done_reason()
-            while stop is None and len(self.inflight) < slots:
+            while stop is None and len(self.inflight) + len(self._parked()) < slots:
                 if not self._follow_up():
                     self._propose()
                 stop = self._done_reason()
-            if not self.inflight:
+            if self.probe is not None and self.probe.due(training=len(self.inflight)):
+                self.probe.start()
+            if not self.inflight and not self._parked():
                 break
             if self._terminate:
                 raise _Interrupt()
-            for gen in self.executor.wait(list(self.inflight), timeout=1.0):
-                self._advance(gen)
+            handles = list(self.inflight) + ([self.probe.handle] if self.probe and self.probe.handle else [])
+            for gen in self.executor.wait(handles, timeout=1.0):
+                if self.probe is not None and self.probe.owns(gen):
+                    self._latency_measured()
+                else:
+                    self._advance(gen)
             self.on_event("tick", self.snapshot())
             self.lease.beat()
             if time.monotonic() - self._last_push >= self.cfg.artifacts.figures_every:
@@ -436,7 +536,7 @@ class SearchDriver:
             "counted_this_run": self.book.counted - getattr(self, "counted_at_start", 0),
             "work": self.book.work,
             "target": self.target_trials,
-            "running": len(self.inflight),
+            "running": len(self.inflight) + len(self._parked()),
             "by_status": dict(self.book.by_status),
             "elapsed_s": time.monotonic() - self.started,
             "timeout": self.timeout,
@@ -697,7 +797,18 @@ class SearchDriver:
             run=run,
         )
 
-    def _submit(self, fl: _InFlight) -> None:
+    def _submit(self, fl: _InFlight, *, measured: bool = False) -> None:
+        lat = fl.spec.get("latency")
+        if self.probe is not None and lat and lat.get("known_ms") is None and not measured:
+            hit = self.probe.lookup(fl.key)
+            # waits for the next wave of measurements on an idle device (a known one too, while
+            # a wave gathers: it would keep the device busy)
+            if hit is None or self.probe.parked:
+                fl.started = time.monotonic()
+                self.probe.park(fl)
+                return
+            fl.spec["latency"] = {**lat, "known_ms": hit[0], "device": hit[1]}
+            fl.costs["latency_ms"], fl.latency_device = hit
         fl.gen = self.executor.submit(fl.spec)
         fl.started = time.monotonic()
         fl.curve = []
@@ -818,8 +929,11 @@ class SearchDriver:
                 "run": fl.kind,
                 "steps": fl.steps,
                 "seed": fl.seed,
+                "output": final.get("output"),
             },
         )
+        if final.get("output"):  # what the worker printed or warned (Ray keeps its own logs quiet)
+            worker_log.info("trial %d on %s:\n%s", fl.number, fl.host or "?", final["output"])
         # duplicates proposed while this one ran
         for mt, item in self.dup_waiting.pop(fl.key, []):
             trial_id, number, _, qua = item
@@ -849,6 +963,8 @@ class SearchDriver:
         for gen in list(self.inflight):
             self.executor.cancel(gen)
         self.inflight.clear()
+        if self.probe is not None:  # parked trials are RUNNING in storage: recorded below
+            self.probe.cancel()
         self.dup_waiting.clear()  # their WAITING rows (if any) stay WAITING: the next run takes them
         # every RUNNING trial of the study is this driver's (one driver per study), including one
         # the interrupt caught between its storage write and its dispatch

@@ -147,22 +147,29 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     }
 
     if spec.get("latency"):
-        from ..devices import resolve_device
-        from ..latency import measure_latency
+        lat = spec["latency"]
+        if lat.get("known_ms") is not None:  # measured on an idle device (study/latency_probe.py)
+            ms, device = float(lat["known_ms"]), str(lat.get("device") or "?")
+        else:  # [latency] measure = "trial": on this trial's own device, before training
+            from ..devices import resolve_device
+            from ..latency import device_name, measure_latency
 
-        if budget.threads:
-            torch.set_num_threads(budget.threads)
-        dev = str(resolve_device(budget.device))
-        model = space.build(placement, num_classes=spec["target"]["num_classes"])
-        lat = measure_latency(model, spec["latency"]["input_shape"], device=dev, runs=spec["latency"].get("runs", 10))
-        del model
-        yield {"event": "latency", "latency_ms": lat.median_ms, "device": lat.device}
-        max_ms = spec["latency"].get("max_ms")
-        if max_ms is not None and lat.median_ms > max_ms:
+            if budget.threads:
+                torch.set_num_threads(budget.threads)
+            dev = str(resolve_device(budget.device))
+            model = space.build(placement, num_classes=spec["target"]["num_classes"])
+            ms = measure_latency(
+                model, lat["input_shape"], device=dev, runs=lat.get("runs", 10), warmup=lat.get("warmup", 3)
+            ).median_ms
+            device = device_name(dev)
+            del model
+        yield {"event": "latency", "latency_ms": ms, "device": device}
+        max_ms = lat.get("max_ms")
+        if max_ms is not None and ms > max_ms:
             yield {
                 "event": "infeasible",
-                "latency_ms": lat.median_ms,
-                "reason": f"latency {lat.median_ms:.2f} ms on {lat.device} over max_latency_ms {max_ms}",
+                "latency_ms": ms,
+                "reason": f"latency {ms:.2f} ms on {device} over max_latency_ms {max_ms}",
             }
             return
 

@@ -37,7 +37,7 @@ from .clips import Pad as Pad
 from .decode import DecodeSpec, FramePlan, VideoReadError, decode_video, plan_video, read_frames
 from .index import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoItem, VideoList, scan_videos, write_video_list
 from .index import LAYOUT_HELP as LAYOUT_HELP
-from .sources import DecodedVideos, FrameSource, cache_videos
+from .sources import DecodedVideos, FrameSource, cache_key, cache_videos
 from .subset import Subset, holdout_split, make_subset
 from .transforms import (
     KINETICS_MEAN,
@@ -72,6 +72,7 @@ __all__ = [
     "VideoItem",
     "VideoList",
     "VideoReadError",
+    "cache_key",
     "cache_videos",
     "center_crop",
     "decode_video",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -93,12 +93,7 @@ def cache_videos(
         cache_dir: folder of caches (default :func:`~placement_search.data.cache.default_cache_dir`).
         workers: videos decoded at once (default ``min(8, cpus)``), one codec thread each.
     """
-    key = {
-        "items": [[v.path, v.label, v.start, v.end, _stat(v.path)] for v in videos.items],
-        "classes": list(videos.class_names),
-        "decode": spec.to_dict(),
-    }
-    name = Path(videos.source).stem if os.path.isfile(videos.source) else Path(videos.source).name
+    name, key = cache_key(videos, spec)
     return open_or_build(
         cache_dir if cache_dir is not None else default_cache_dir(),
         name,
@@ -109,6 +104,19 @@ def cache_videos(
         info={"source": videos.source, "classes": list(videos.class_names), "decode": spec.to_dict()},
         workers=workers,
     )
+
+
+def cache_key(videos: VideoList, spec: DecodeSpec) -> tuple[str, dict[str, Any]]:
+    """``(readable name, key)`` of the decoded-clip cache of ``videos`` under ``spec``: the
+    videos (paths, labels, start/end, file sizes and modification times), the class names and
+    the decoding settings. Computing it reads no video, only file metadata."""
+    key = {
+        "items": [[v.path, v.label, v.start, v.end, _stat(v.path)] for v in videos.items],
+        "classes": list(videos.class_names),
+        "decode": spec.to_dict(),
+    }
+    name = Path(videos.source).stem if os.path.isfile(videos.source) else Path(videos.source).name
+    return name, key
 
 
 def _decode_for_cache(item: VideoItem, spec: DecodeSpec) -> np.ndarray:
