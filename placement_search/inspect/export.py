@@ -18,21 +18,15 @@ this module reads the study and writes the folders.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
-import logging
 import os
-import re
 import shutil
-import struct
 import sys
 import time
 import uuid
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +43,6 @@ from ..architecture import (
     CONVENTION,
     WEIGHTS_FILE,
     check_weights_placement,
-    classifier_keys,
     model_card,
     read_safetensors,
 )
@@ -63,6 +56,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     pass
 
+from .formats import TOLERANCE, digest, first_line, onnx_export, require_onnx, torchscript
+from .study_source import (
+    StudySource,
+    artifacts_of,
+    open_source,
+    proxy_classes,
+    read_artifact,
+    select_trials,
+    weights_header,
+)
+
 __all__ = ["FORMATS", "ExportedArchitecture", "export_study", "parse_formats"]
 
 
@@ -70,8 +74,6 @@ TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
 #: export formats; ``json`` (arch.json and the model card) is always written
 FORMATS = ("json", "torchscript", "onnx")
-#: largest accepted max |exported - eager PyTorch| output difference, relative to max(1, max |PyTorch output|)
-TOLERANCE = 1e-4
 #: clips in the random batch that checks TorchScript and ONNX (2: also checks the batch dimension)
 CHECK_BATCH = 2
 #: trial artifacts copied into the folder as they are
@@ -79,8 +81,6 @@ _COPIED = {
     "costs.csv": "params, MACs and FLOPs per position at the target input (the driver's cost table)",
     "curve.csv": "the proxy run's training loss and held-out accuracy by step",
 }
-_INSTALL_EXPORT = "pip install 'placement-search[export]'"
-_ARTIFACT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 # -- exporting -----------------------------------------------------------------------------------
@@ -108,26 +108,6 @@ class ExportedArchitecture:
 
 
 @dataclass
-class _Study:
-    """What every exported trial of a study shares."""
-
-    study: Any
-    storage: Any
-    name: str
-    url: str  # without any password
-    space: SearchSpace
-    space_toml: str
-    space_note: str
-    frames: int
-    size: int
-    num_classes: int
-    config: dict[str, Any]
-    proxy_input: dict[str, int] | None
-    artifact_store: Any
-    artifact_dir: str | None
-
-
-@dataclass
 class _Plan:
     trial: Any  # the FrozenTrial asked for
     source: Any  # the FrozenTrial that was trained (itself unless it reused another)
@@ -138,146 +118,7 @@ class _Plan:
     proxy_classes: int | None
 
 
-def _parse_input(text: Any) -> tuple[int, int] | None:
-    """``(frames, size)`` from ``"16x112x112"``."""
-    m = re.fullmatch(r"(\d+)x(\d+)x(\d+)", str(text))
-    if not m or m.group(2) != m.group(3):
-        return None
-    return int(m.group(1)), int(m.group(2))
-
-
-def _safe_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
-
-
-def _open(storage_url: str, study_name: str) -> _Study:
-    from ..study.storage import load_study, open_storage
-
-    storage = open_storage(storage_url, create=False)
-    study = load_study(storage, study_name)
-    from ..study.records import study_space
-
-    space, toml_text, note = study_space(study)
-    ua = study.user_attrs
-    cfg = ua.get("config") if isinstance(ua.get("config"), dict) else {}
-    target = cfg.get("target") or {}
-    fs = _parse_input(ua.get("target_input"))
-    if fs is None:
-        shape = space.input_shape(target.get("frames"), target.get("size"))
-        fs = (shape[2], shape[3])
-    proxy = _parse_input(ua.get("proxy_input"))
-    store = None
-    artifact_dir = ua.get("artifact_dir")
-    if isinstance(artifact_dir, str) and Path(artifact_dir).is_dir():
-        from optuna.artifacts import FileSystemArtifactStore
-
-        store = FileSystemArtifactStore(artifact_dir)
-    return _Study(
-        study=study,
-        storage=storage,
-        name=study.study_name,
-        url=_safe_url(storage_url),
-        space=space,
-        space_toml=toml_text,
-        space_note=note,
-        frames=fs[0],
-        size=fs[1],
-        num_classes=int(target.get("num_classes") or 400),
-        config=cfg,
-        proxy_input={"frames": proxy[0], "size": proxy[1]} if proxy else None,
-        artifact_store=store,
-        artifact_dir=artifact_dir if isinstance(artifact_dir, str) else None,
-    )
-
-
-def _artifacts_of(info: _Study, trial: Any) -> dict[str, str]:
-    import optuna
-
-    out: dict[str, str] = {}
-    for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=info.storage):
-        if _ARTIFACT_ID.match(meta.artifact_id):
-            out[meta.filename] = meta.artifact_id
-    return out
-
-
-def _read_artifact(info: _Study, artifact_id: str, limit: int | None = None) -> bytes | None:
-    """An artifact's bytes (``None`` where the store or the file is missing); ``limit`` reads only that many."""
-    from optuna.artifacts.exceptions import ArtifactNotFound
-
-    if info.artifact_store is None:
-        return None
-    try:
-        with info.artifact_store.open_reader(artifact_id) as fh:
-            return bytes(fh.read() if limit is None else fh.read(limit))
-    except (ArtifactNotFound, ValueError, OSError):
-        return None
-
-
-def _weights_header(info: _Study, artifact_id: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]] | None:
-    """Tensor shapes and metadata from a stored safetensors file's header (the tensors are not read)."""
-    head = _read_artifact(info, artifact_id, 8)
-    if head is None:
-        return None
-    try:
-        (n,) = struct.unpack("<Q", head)
-        if n > 100_000_000:
-            raise ValueError(f"header of {n} bytes")
-        data = _read_artifact(info, artifact_id, 8 + n)
-        if data is None:
-            return None
-        header = json.loads(data[8:].decode("utf-8"))
-        meta = header.pop("__metadata__", None) or {}
-        return {k: tuple(v["shape"]) for k, v in header.items()}, dict(meta)
-    except (struct.error, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UserError(
-            f"{WEIGHTS_FILE} (artifact {artifact_id} in {info.artifact_dir}): not a safetensors file: {e}"
-        ) from None
-
-
-def _proxy_classes(
-    info: _Study, plan_space: SearchSpace, placement: Placement, shapes: Mapping[str, Any]
-) -> int | None:
-    if shapes:
-        for key in sorted(classifier_keys(plan_space, placement)):
-            if key in shapes and len(shapes[key]) >= 1:
-                return int(shapes[key][0])
-    recorded = info.study.user_attrs.get("proxy_num_classes")  # written by the driver
-    if isinstance(recorded, int) and recorded > 0:
-        return recorded
-    if (info.config.get("data") or {}).get("source") == "synthetic":
-        from ..data.synthetic import CLASSES
-
-        return len(CLASSES)
-    return None
-
-
-def _select(info: _Study, trials: Sequence[int] | None, pareto: bool) -> list[Any]:
-    from ..study.storage import pareto_rows
-
-    if pareto == (trials is not None and len(trials) > 0):
-        raise UserError("export: give either --pareto or one or more --trial N")
-    everything = info.study.get_trials(deepcopy=False)
-    by_number = {t.number: t for t in everything}
-    if pareto:
-        rows = pareto_rows(info.study, everything)  # the same read of the trials as by_number
-        if not rows:
-            raise UserError(f"--pareto: study {info.name!r} has no completed feasible trial yet")
-        return [by_number[r["trial"]] for r in rows]
-    out = []
-    for n in dict.fromkeys(trials or ()):
-        if n not in by_number:
-            have = f"its trials are numbered 0 to {max(by_number)}" if by_number else "it has no trials"
-            raise UserError(f"--trial {n}: study {info.name!r} has no trial {n} ({have})")
-        out.append(by_number[n])
-    return out
-
-
-def _plan(info: _Study, trial: Any, out: Path, weights: bool, overwrite: bool, any_status: bool = False) -> _Plan:
+def _plan(info: StudySource, trial: Any, out: Path, weights: bool, overwrite: bool, any_status: bool = False) -> _Plan:
     from optuna.trial import TrialState
 
     from ..study.records import trial_attrs, trial_status
@@ -316,8 +157,8 @@ def _plan(info: _Study, trial: Any, out: Path, weights: bool, overwrite: bool, a
             f"{cost.params:,} params: the space or the backbone code changed since the study ran; export with "
             f"the placement-search version that ran it ({info.study.user_attrs.get('placement_search_version', '?')})"
         )
-    artifacts = _artifacts_of(info, source)
-    header = _weights_header(info, artifacts[WEIGHTS_FILE]) if WEIGHTS_FILE in artifacts else None
+    artifacts = artifacts_of(info, source)
+    header = weights_header(info, artifacts[WEIGHTS_FILE]) if WEIGHTS_FILE in artifacts else None
     shapes = header[0] if header else {}
     if weights and header is None:
         of = f"trial {n} (a reuse of trial {source.number})" if source is not trial else f"trial {n}"
@@ -343,126 +184,10 @@ def _plan(info: _Study, trial: Any, out: Path, weights: bool, overwrite: bool, a
         raise UserError(f"-o {out}: {folder} is a symbolic link; remove it or use another -o")
     if folder.exists() and not overwrite and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"{folder} exists and is not empty; pass --overwrite to replace it")
-    return _Plan(trial, source, placement, cost, artifacts, folder, _proxy_classes(info, info.space, placement, shapes))
+    return _Plan(trial, source, placement, cost, artifacts, folder, proxy_classes(info, info.space, placement, shapes))
 
 
-def _require_onnx() -> None:
-    missing = []
-    for module in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    if missing:
-        raise UserError(f"--format onnx needs {', '.join(missing)}: {_INSTALL_EXPORT}")
-
-
-def _digest(data: bytes) -> dict[str, Any]:
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _max_diff(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """``(max |out - ref|, allowed)``."""
-    diff = float((out.float() - ref.float()).abs().max()) if out.shape == ref.shape else float("inf")
-    return diff, TOLERANCE * max(1.0, float(ref.abs().max()))
-
-
-@contextlib.contextmanager
-def _quiet_exporters() -> Iterator[None]:
-    """Silence torch.jit's deprecation warnings and torch.onnx's log lines while exporting."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
-
-
-def _torchscript(model: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, where: str) -> dict[str, Any]:
-    try:
-        with _quiet_exporters(), torch.no_grad():
-            traced = torch.jit.trace(model, x[:1], check_trace=False)
-            traced.save(str(path))
-            out = torch.jit.load(str(path))(x)
-    except Exception as e:
-        raise UserError(f"{where}: TorchScript export failed ({_first_line(e)}); export without torchscript") from None
-    diff, allowed = _max_diff(out, ref)
-    if not diff <= allowed:
-        raise UserError(
-            f"{where}: the TorchScript model's output differs from PyTorch's by {diff:.3g} (allowed {allowed:.3g}) "
-            "on a random clip; not exported"
-        )
-    return {"max_abs_diff": diff, "batch": f"any (traced at 1, checked at {x.shape[0]})"}
-
-
-def _onnx(
-    model: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, where: str, metadata: dict[str, str] | None = None
-) -> dict[str, Any]:
-    import onnx
-    import onnxruntime
-
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    kwargs: dict[str, Any] = {
-        "dynamo": True,
-        "input_names": ["clip"],
-        "output_names": ["logits"],
-        "external_data": params > 1_500_000_000,  # a single file below ONNX's 2 GB protobuf limit
-        "verbose": False,
-    }
-    dynamic = True
-    try:
-        with _quiet_exporters():
-            try:
-                batch = torch.export.Dim("batch", min=1, max=4096)
-                torch.onnx.export(model, (x,), str(path), dynamic_shapes=({0: batch},), **kwargs)
-            except Exception:
-                dynamic = False
-                x, ref = x[:1], ref[:1]
-                torch.onnx.export(model, (x,), str(path), **kwargs)
-            if metadata:  # what a user needs to feed the model, readable from the file alone
-                m = onnx.load(str(path), load_external_data=False)
-                for k, v in metadata.items():
-                    entry = m.metadata_props.add()
-                    entry.key, entry.value = k, v
-                onnx.save(m, str(path))
-            onnx.checker.check_model(str(path))
-            opset = next(
-                (
-                    o.version
-                    for o in onnx.load(str(path), load_external_data=False).opset_import
-                    if o.domain in ("", "ai.onnx")
-                ),
-                None,
-            )
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            out = torch.from_numpy(session.run(["logits"], {"clip": x.numpy()})[0])
-    except Exception as e:
-        raise UserError(f"{where}: ONNX export failed ({_first_line(e)}); export without onnx") from None
-    diff, allowed = _max_diff(out, ref)
-    if not diff <= allowed:
-        raise UserError(
-            f"{where}: the ONNX model's output (onnxruntime {onnxruntime.__version__}) differs from PyTorch's by "
-            f"{diff:.3g} (allowed {allowed:.3g}) on a random clip; not exported"
-        )
-    return {
-        "max_abs_diff": diff,
-        "opset": opset,
-        "dynamic_batch": dynamic,
-        "input_name": "clip",
-        "output_name": "logits",
-        "onnxruntime_version": onnxruntime.__version__,
-    }
-
-
-def _arch_record(info: _Study, plan: _Plan) -> dict[str, Any]:
+def _arch_record(info: StudySource, plan: _Plan) -> dict[str, Any]:
     from ..study.records import trial_attrs, trial_status
 
     t, src = plan.trial, plan.source
@@ -519,7 +244,7 @@ def _arch_record(info: _Study, plan: _Plan) -> dict[str, Any]:
     }
 
 
-def _preprocessing(info: _Study) -> dict[str, Any] | None:
+def _preprocessing(info: StudySource) -> dict[str, Any] | None:
     """The study's clip preprocessing at the target input (see ``DataConfig.preprocessing``)."""
     from ..data.config import DataConfig
 
@@ -561,7 +286,7 @@ def _build_for_export(space: SearchSpace, placement: Placement, num_classes: int
 
 
 def _write(
-    info: _Study,
+    info: StudySource,
     plan: _Plan,
     out: Path,
     formats: Sequence[str],
@@ -581,14 +306,14 @@ def _write(
         files: dict[str, dict[str, Any]] = arch["files"]
         for name, description in _COPIED.items():
             if name in plan.artifacts:
-                data = _read_artifact(info, plan.artifacts[name])
+                data = read_artifact(info, plan.artifacts[name])
                 if data is not None:
                     (tmp / name).write_bytes(data)
-                    files[name] = {"description": description, **_digest(data)}
+                    files[name] = {"description": description, **digest(data)}
         state = None
         if weights:
             t = time.perf_counter()
-            data = _read_artifact(info, plan.artifacts[WEIGHTS_FILE])
+            data = read_artifact(info, plan.artifacts[WEIGHTS_FILE])
             if data is None:  # pragma: no cover - checked by _plan
                 raise UserError(f"{where}: {WEIGHTS_FILE} disappeared from {info.artifact_dir}")
             (tmp / WEIGHTS_FILE).write_bytes(data)
@@ -608,7 +333,7 @@ def _write(
                 "description": f"the proxy-trained state dict ({plan.proxy_classes} classes: the proxy data's)",
                 "format": "safetensors",
                 "num_classes": plan.proxy_classes,
-                **_digest(data),
+                **digest(data),
             }
             seconds["weights"] = time.perf_counter() - t
         models = [f for f in formats if f in ("torchscript", "onnx")]
@@ -623,7 +348,7 @@ def _write(
                 try:
                     ref = model(x)
                 except RuntimeError as e:
-                    raise UserError(f"--clip {frames}x{size}: too small for this network ({_first_line(e)})") from None
+                    raise UserError(f"--clip {frames}x{size}: too small for this network ({first_line(e)})") from None
             seconds["eager"] = time.perf_counter() - t
             common = {
                 "input": [1, shape[1], frames, size, size],
@@ -631,12 +356,12 @@ def _write(
                 "weights": WEIGHTS_FILE if state is not None else "random (seed 0)",
                 "tolerance": TOLERANCE,
             }
-            for fmt, name, fn in (("torchscript", TORCHSCRIPT_FILE, _torchscript), ("onnx", ONNX_FILE, _onnx)):
+            for fmt, name, fn in (("torchscript", TORCHSCRIPT_FILE, torchscript), ("onnx", ONNX_FILE, onnx_export)):
                 if fmt not in models:
                     continue
                 t = time.perf_counter()
                 checked = (
-                    _onnx(model, x, ref, tmp / name, where, _onnx_metadata(arch, classes, frames, size))
+                    onnx_export(model, x, ref, tmp / name, where, _onnx_metadata(arch, classes, frames, size))
                     if fmt == "onnx"
                     else fn(model, x, ref, tmp / name, where)
                 )
@@ -647,13 +372,13 @@ def _write(
                     "format": fmt,
                     **common,
                     **checked,
-                    **_digest((tmp / name).read_bytes()),
+                    **digest((tmp / name).read_bytes()),
                 }
                 seconds[fmt] = time.perf_counter() - t
         files[CARD_FILE] = {"description": "this architecture's model card"}
         card = model_card(arch).encode("utf-8")
         (tmp / CARD_FILE).write_bytes(card)
-        files[CARD_FILE].update(_digest(card))
+        files[CARD_FILE].update(digest(card))
         (tmp / ARCH_FILE).write_text(json.dumps(arch, indent=2) + "\n", encoding="utf-8")
         if plan.folder.exists() or plan.folder.is_symlink():
             if not overwrite or plan.folder.is_symlink():  # pragma: no cover - checked by _plan
@@ -729,11 +454,11 @@ def export_study(
     """
     fmts = parse_formats(formats)
     if "onnx" in fmts:
-        _require_onnx()
+        require_onnx()
     if clip is not None and (len(clip) != 2 or min(clip) < 1):
         raise UserError(f"--clip: expected positive FRAMES and SIZE, got {clip!r}")
-    info = _open(storage, study)
-    selected = _select(info, trials, pareto)
+    info = open_source(storage, study)
+    selected = select_trials(info, trials, pareto)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: exists and is not a folder")

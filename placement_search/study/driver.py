@@ -25,9 +25,7 @@ trials, records them (``interrupted``) and queues them for the next run.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import logging
 import os
 import signal
 import threading
@@ -38,26 +36,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..placement import Placement, placement_key
+from ..placement import placement_key
 from ..space import SearchSpace, load_space
 from .book import Book
+from .concluding import Concluding
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .costing import StudyCosts
-from .dispatch import proxy_budget, trial_files, trial_spec
-from .executor import Executor, InlineExecutor, RayExecutor, classify_error
-from .ladder import FollowUp, Ladder
+from .dispatch import proxy_budget
+from .executor import Executor, InlineExecutor, RayExecutor
+from .ladder import Ladder
 from .latency_probe import LatencyProbe
 from .lease import Lease
 from .nodes import check_payload, node_problems
-from .opening import artifact_dir, enqueue_first, open_study, recover, requeue, trial_params
-from .proposer import Proposal, Proposer
-from .records import run_attrs, run_fields, run_outcome, write_finished, write_trial
+from .opening import artifact_dir, enqueue_first, open_study, recover, trial_params
+from .proposer import Proposer
+from .state import InFlight
 from .storage import open_storage, quiet_optuna
 
 __all__ = ["RunResult", "SearchDriver", "canonical_key"]
-
-#: a trial's own worker output (prints, warnings, log records), once per trial
-worker_log = logging.getLogger("placement_search.worker")
 
 #: proposals in a row that need no training before the driver decides the sampler is stuck
 MAX_IDLE_PROPOSALS = 200
@@ -86,44 +82,31 @@ class RunResult:
     recovered: int = 0
 
 
-@dataclass
-class _InFlight:
-    number: int
-    trial_id: int
-    mirror: Any  # optuna.Trial of the mirror study (None: a follow-up run, not the sampler's)
-    key: str
-    placement: Placement
-    costs: dict[str, Any]
-    spec: dict[str, Any]
-    gen: Any = None
-    attempt: int = 1
-    started: float = 0.0
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    named: str | None = None
-    #: the user attributes written at dispatch
-    started_attrs: dict[str, Any] = field(default_factory=dict)
-    #: constraint system attributes written at dispatch
-    constraints: frozenset[str] = frozenset()
-    #: what the worker said: its host, the device it timed latency on, its last event
-    host: str | None = None
-    node: str | None = None  # the Ray node id
-    latency_device: str | None = None
-    final: dict[str, Any] | None = None
-    #: the run: its steps, trainer seed and kind (sampled, repeat, promotion)
-    steps: int = 0
-    seed: int = 0
-    kind: str = "sampled"
-
-
 class _Interrupt(Exception):
     pass
 
 
-def _now() -> _dt.datetime:
-    return _dt.datetime.now()
+def _executor(
+    executor: Executor | str | None,
+    trial_fn: Callable[[dict[str, Any]], Any] | None,
+    cfg: StudyConfig,
+    address: str | None,
+    dashboard_port: int | None,
+) -> Executor:
+    """The executor the driver's ``executor`` argument names (see :class:`SearchDriver`)."""
+    from .worker import run_trial
+
+    fn = trial_fn or run_trial
+    if executor is None or executor == "ray":
+        return RayExecutor(fn, cfg.resources, cfg.ray, address, dashboard_port=dashboard_port)
+    if executor == "inline":
+        return InlineExecutor(fn)
+    if isinstance(executor, Executor):
+        return executor
+    raise ValueError(f"executor: 'ray', 'inline' or an Executor, got {executor!r}")
 
 
-class SearchDriver:
+class SearchDriver(Concluding):
     """Runs (or resumes) one study.
 
     Args:
@@ -185,19 +168,7 @@ class SearchDriver:
             raise UserError(f"--trials: expected a positive integer, got {self.target_trials}")
         self.timeout = timeout if timeout is not None else cfg.timeout
         self.ray_address = ray_address if ray_address is not None else cfg.ray.address
-        from .worker import run_trial
-
-        fn = trial_fn or run_trial
-        if executor is None or executor == "ray":
-            self.executor: Executor = RayExecutor(
-                fn, cfg.resources, cfg.ray, self.ray_address, dashboard_port=ray_dashboard
-            )
-        elif executor == "inline":
-            self.executor = InlineExecutor(fn)
-        elif isinstance(executor, Executor):
-            self.executor = executor
-        else:
-            raise ValueError(f"executor: 'ray', 'inline' or an Executor, got {executor!r}")
+        self.executor = _executor(executor, trial_fn, cfg, self.ray_address, ray_dashboard)
         self.executor.check()
         #: latency timed on an idle device, once per placement ([latency] measure = "idle")
         self.probe: LatencyProbe | None = None
@@ -212,7 +183,7 @@ class SearchDriver:
         self.target_costs, self.proxy_costs = self.costs.target, self.costs.proxy
         self.target_input, self.proxy_input = self.costs.target_input, self.costs.proxy_input
         self.costs.check_feasible_exists()
-        self.inflight: dict[Any, _InFlight] = {}
+        self.inflight: dict[Any, InFlight] = {}
         self.dup_waiting: dict[str, list[tuple[Any, tuple[int, int, dict[str, Any], dict[str, Any]]]]] = {}
         self.book = Book(cfg.directions, cfg.ladder.steps[0], list(cfg.objectives).index("accuracy"))
         #: the rungs (repeats, promotion); None: one run per placement
@@ -377,38 +348,8 @@ class SearchDriver:
             if ua.get("latency_ms") is not None:
                 self.probe.remember(key, ua["latency_ms"], ua.get("latency_device"))
 
-    def _parked(self) -> list[_InFlight]:
+    def _parked(self) -> list[InFlight]:
         return self.probe.parked if self.probe is not None else []
-
-    def _latency_measured(self) -> None:
-        """A wave of latencies ended: each parked trial trains, or is over the budget."""
-        assert self.probe is not None
-        started, todo = self.probe.started_at, self.probe.todo
-        parked, error = self.probe.finish()
-        self.on_event(
-            "latency_wave",
-            {"start": started, "end": time.time(), "measured": todo, "trials": len(parked), "error": error},
-        )
-        if error:
-            self.on_event(
-                "warning",
-                {"message": f"the latency measurement failed ({error}); these trials time it on their own device"},
-            )
-        max_ms = self.cfg.constraints.max_latency_ms
-        for fl in parked:
-            hit = self.probe.lookup(fl.key)
-            if hit is None:  # the measurement failed: the trial times it itself
-                fl.spec["latency"] = {**fl.spec["latency"], "known_ms": None}
-                self._submit(fl, measured=True)
-                continue
-            ms, device = hit
-            fl.costs["latency_ms"], fl.latency_device = ms, device
-            if max_ms is not None and ms > max_ms:
-                reason = f"latency {ms:.2f} ms on {device} over max_latency_ms {max_ms:g}"
-                fl.final = {"event": "infeasible", "latency_ms": ms, "reason": reason}
-                self._conclude(fl, None)
-            else:
-                self._submit(fl)
 
     def _check_nodes(self) -> None:
         """Every node not checked yet: same package, data readable, caches built (or built
@@ -542,437 +483,3 @@ class SearchDriver:
             "timeout": self.timeout,
             "pareto": self.book.front_size,
         }
-
-    # -- proposing ----------------------------------------------------------------------------
-    def _propose(self) -> None:
-        if self._mirror_stale:
-            # the sampler learns from the best fidelity each placement reached
-            self.proposer.rebuild({k: self.book.estimate(k) for k in self.book.first_values})
-            self._mirror_stale = False
-        p = self.proposer.ask()
-        if p.mt is None:  # a queued follow-up run (re-queued after a crash, or from `promote`)
-            x = p.extra
-            steps, seed = (
-                int(x.get("budget_steps", self.cfg.proxy.steps)),
-                int(x.get("trainer_seed", self.cfg.proxy.seed)),
-            )
-            fu = FollowUp(p.key, steps, seed, str(x.get("run_kind", "repeat")))
-            self._dispatch_follow_up(fu, p.placement, p.waiting, {k: v for k, v in x.items() if k == "retry_of"})
-            return
-        inflight = any(fl.key == p.key for fl in self.inflight.values())
-        if p.waiting is None and (p.key in self.book.outcomes or inflight):
-            self._repeat(p)
-            return
-        costs = self._costs(p.placement)
-        if p.key in self.book.outcomes:
-            self._record_reused(p.mt, p.waiting, p.key, costs, p.extra)
-            return
-        if inflight:
-            assert p.item is not None  # sampler proposals of running placements are repeats
-            self.dup_waiting.setdefault(p.key, []).append((p.mt, p.item))
-            self.idle_proposals += 1
-            return
-        violations = self.costs.violations(costs)
-        if any(v > 0 for v in violations.values()):
-            self._record_infeasible(p.mt, p.waiting, p.key, costs, violations, p.extra)
-            return
-        self.idle_proposals = 0
-        self._dispatch(p.mt, p.waiting, p.key, p.placement, costs, violations, p.extra)
-
-    # -- follow-up runs (repeats, promotion) ---------------------------------------------------
-    def _taken_runs(self) -> set[tuple[str, int, int]]:
-        taken = {(fl.key, fl.steps, fl.seed) for fl in self.inflight.values()}
-        for _, _, params, ua in self.proposer.queue:
-            steps, seed, kind = run_fields(ua)
-            if kind != "sampled" and steps is not None and seed is not None:
-                key = placement_key(self.space.from_group_tokens({g: str(v) for g, v in params.items()}, "queued run"))
-                taken.add((key, steps, seed))
-        return taken
-
-    def _follow_up_due(self) -> bool:
-        if self.ladder is None:
-            return False
-        return self.ladder.next(self.book.runs, self.book.costs(), self._taken_runs()) is not None
-
-    def _follow_up(self) -> bool:
-        """Dispatch the run the ladder asks for (more seeds at the top, a promotion), if any."""
-        if self.ladder is None or self.proposer.queue:  # queued rows (named, re-queued) go first
-            return False
-        fu = self.ladder.next(self.book.runs, self.book.costs(), self._taken_runs())
-        if fu is None:
-            return False
-        src = self.book.outcomes[fu.key]
-        placement = Placement.from_dict(src["user_attrs"]["placement"])
-        self._dispatch_follow_up(fu, placement, None, {})
-        return True
-
-    def _dispatch_follow_up(
-        self, fu: FollowUp, placement: Placement, rdb_waiting: tuple[int, int] | None, extra: dict[str, Any]
-    ) -> None:
-        """Train a placement again: another trainer seed or a bigger budget. Not the sampler's
-        proposal: it has no mirror trial; the sampler sees its effect when the mirror is rebuilt."""
-        from optuna.trial import TrialState
-
-        from .opening import group_params
-
-        self.idle_proposals = 0
-        costs = self._costs(placement)
-        src = self.book.outcomes.get(fu.key)
-        first = src["number"] if src is not None else None
-        budget = proxy_budget(self.cfg, fu.steps, fu.seed)
-        ua = {
-            **costs,
-            **extra,
-            **run_attrs(budget, fu.kind, first),
-        }
-        if src is not None and src["user_attrs"].get("named"):
-            ua["named"] = src["user_attrs"]["named"]
-        params = group_params(self.space, placement)
-        system = dict(src["system_attrs"]) if src is not None else {}
-        trial_id, number = write_trial(
-            self.storage,
-            self.study_id,
-            rdb_waiting,
-            state=TrialState.RUNNING,
-            params=params,
-            distributions=self.proposer.dists,
-            user_attrs=ua,
-            system_attrs=system,
-        )
-        spec = self._spec(costs, number, named=True, run=(fu.steps, fu.seed, first if first is not None else number))
-        fl = _InFlight(number, trial_id, None, fu.key, placement, costs, spec, named=ua.get("named"))
-        fl.steps, fl.seed, fl.kind = fu.steps, fu.seed, fu.kind
-        fl.started_attrs = ua
-        fl.constraints = frozenset(system)
-        self._submit(fl)
-        self.on_event(
-            "start",
-            {
-                "number": number,
-                "placement": costs["placement_string"],
-                "macs": costs["macs"],
-                "run": fu.kind,
-                "steps": fu.steps,
-                "seed": fu.seed,
-            },
-        )
-
-    def _repeat(self, p: Proposal) -> None:
-        self.book.note("repeat")
-        origin = self.book.outcomes[p.key]["number"] if p.key in self.book.outcomes else None
-        taken = set(self.book.outcomes) | {fl.key for fl in self.inflight.values()}
-        if self.proposer.repeated(p.mt, taken, origin):
-            self.idle_proposals += 1
-
-    def _costs(self, p: Placement) -> dict[str, Any]:
-        return self.costs.of(p)
-
-    # -- writing trials ---------------------------------------------------------------------
-    def _write_new(
-        self,
-        mt: Any,
-        rdb_waiting: tuple[int, int] | None,
-        state: Any,
-        values: list[float] | None,
-        user_attrs: dict[str, Any],
-    ) -> tuple[int, int]:
-        """Write a trial: a new row (one call), or the WAITING row it came from."""
-        frozen = self.proposer.frozen(mt)
-        return write_trial(
-            self.storage,
-            self.study_id,
-            rdb_waiting,
-            state=state,
-            params=mt.params,
-            distributions=self.proposer.dists,
-            user_attrs=user_attrs,
-            system_attrs={k: v for k, v in frozen.system_attrs.items() if k != "fixed_params"},
-            values=values,
-        )
-
-    def _record_reused(
-        self, mt: Any, rdb_waiting: tuple[int, int] | None, key: str, costs: dict[str, Any], extra: dict[str, Any]
-    ) -> None:
-        from optuna.trial import TrialState
-
-        src = self.book.outcomes[key]
-        self.idle_proposals += 1
-        transient = ("retry_of", "named", "attempts", "reused_from", "reused_status", "values")
-        ua = {k: v for k, v in src["user_attrs"].items() if k not in transient}
-        ua.update(extra, status="reused", reused_from=src["number"], reused_status=src["status"])
-        for k, v in src["system_attrs"].items():  # "constraints:<name>", as Optuna stores them
-            mt.set_constraint(k.split(":", 1)[1], float(v))
-        state = src["state"]
-        values = src["values"] if state == TrialState.COMPLETE else None
-        self.proposer.tell(mt, state, values)
-        self.book.note("reused")
-        if rdb_waiting is None:
-            # the sampler proposed a placement it had already seen: it is told the earlier result
-            # (on its in-memory copy), and the study keeps each architecture once
-            self.on_event("reused", {"number": None, "from": src["number"], "placement": ua.get("placement_string")})
-            return
-        # a queued trial (named placement, re-queued after a crash) is already a row: complete it
-        _, number = self._write_new(mt, rdb_waiting, state, values, ua)
-        self.on_event("reused", {"number": number, "from": src["number"], "placement": ua.get("placement_string")})
-
-    def _set_constraints(self, mt: Any, violations: dict[str, float]) -> dict[str, Any]:
-        for name, v in violations.items():
-            mt.set_constraint(name, float(v))
-        return {}
-
-    def _record_infeasible(
-        self,
-        mt: Any,
-        rdb_waiting: tuple[int, int] | None,
-        key: str,
-        costs: dict[str, Any],
-        violations: dict[str, float],
-        extra: dict[str, Any],
-    ) -> None:
-        from optuna.trial import TrialState
-
-        self.idle_proposals += 1
-        over = [k for k, v in violations.items() if v > 0]
-        c = self.cfg.constraints
-        reason = "; ".join(
-            f"{k.removeprefix('max_')} {costs[k.removeprefix('max_')]:,} over {k} {getattr(c, k):,}" for k in over
-        )
-        ua = {**costs, **extra, **self._set_constraints(mt, violations), "status": "infeasible", "reason": reason}
-        self.proposer.tell(mt, TrialState.PRUNED, None)
-        _, number = self._write_new(mt, rdb_waiting, TrialState.PRUNED, None, ua)
-        self.book.record("infeasible", key, self._outcome(number, TrialState.PRUNED, None, ua, mt))
-        self.on_event("infeasible", {"number": number, "placement": costs["placement_string"], "reason": reason})
-
-    def _outcome(self, number: int, state: Any, values: Any, ua: dict[str, Any], mt: Any) -> dict[str, Any]:
-        frozen = self.proposer.frozen(mt)
-        return {
-            "number": number,
-            "state": state,
-            "values": values,
-            "status": ua["status"],
-            "user_attrs": dict(ua),
-            "system_attrs": {k: v for k, v in frozen.system_attrs.items() if k.startswith("constraints:")},
-        }
-
-    def _dispatch(
-        self,
-        mt: Any,
-        rdb_waiting: tuple[int, int] | None,
-        key: str,
-        placement: Placement,
-        costs: dict[str, Any],
-        violations: dict[str, float],
-        extra: dict[str, Any],
-    ) -> None:
-        from optuna.trial import TrialState
-
-        budget = proxy_budget(self.cfg)
-        ua = {
-            **costs,
-            **extra,
-            **self._set_constraints(mt, violations),
-            **run_attrs(budget, "sampled"),
-        }
-        trial_id, number = self._write_new(mt, rdb_waiting, TrialState.RUNNING, None, ua)
-        spec = self._spec(costs, number, named=bool(extra.get("named")))
-        fl = _InFlight(number, trial_id, mt, key, placement, costs, spec, named=extra.get("named"))
-        fl.steps, fl.seed = budget["steps"], budget["seed"]
-        fl.started_attrs = ua
-        fl.constraints = frozenset(k for k in self.proposer.frozen(mt).system_attrs if k.startswith("constraints:"))
-        self._submit(fl)
-        self.on_event("start", {"number": number, "placement": costs["placement_string"], "macs": costs["macs"]})
-
-    def _spec(
-        self, costs: dict[str, Any], number: int, *, named: bool, run: tuple[int, int, int] | None = None
-    ) -> dict[str, Any]:
-        return trial_spec(
-            self.cfg,
-            costs,
-            number=number,
-            space_text=self.space_text,
-            target_shape=tuple(self.target_costs.input_shape),
-            reference=self.book.reference,
-            named=named,
-            fault=self.faults.get(costs["placement_string"]),
-            run=run,
-        )
-
-    def _submit(self, fl: _InFlight, *, measured: bool = False) -> None:
-        lat = fl.spec.get("latency")
-        if self.probe is not None and lat and lat.get("known_ms") is None and not measured:
-            hit = self.probe.lookup(fl.key)
-            # waits for the next wave of measurements on an idle device (a known one too, while
-            # a wave gathers: it would keep the device busy)
-            if hit is None or self.probe.parked:
-                fl.started = time.monotonic()
-                self.probe.park(fl)
-                return
-            fl.spec["latency"] = {**lat, "known_ms": hit[0], "device": hit[1]}
-            fl.costs["latency_ms"], fl.latency_device = hit
-        fl.gen = self.executor.submit(fl.spec)
-        fl.started = time.monotonic()
-        fl.curve = []
-        self.inflight[fl.gen] = fl
-
-    # -- results ------------------------------------------------------------------------------
-    def _advance(self, gen: Any) -> None:
-        fl = self.inflight[gen]
-        try:
-            event = self.executor.next_event(gen)
-        except StopIteration:
-            self._conclude(fl, None)
-            return
-        except Exception as e:  # a Ray error: the worker died, or the trial's code raised
-            err = classify_error(e)
-            if err.kind == "worker_died":
-                del self.inflight[gen]
-                if fl.attempt <= self.cfg.resources.retries:
-                    fl.attempt += 1
-                    self.on_event("retry", {"number": fl.number, "attempt": fl.attempt, "error": err.name})
-                    self._submit(fl)
-                else:
-                    self.inflight[gen] = fl
-                    reason = f"{err.message} in all {fl.attempt} attempts"
-                    self._conclude(fl, {"status": "worker_died", "reason": reason})
-            elif err.kind == "setup":
-                # the study's set-up, not the placement, is wrong (unreadable data on a worker,
-                # a device it does not have): every trial would fail the same way. Stop; the
-                # run's clean-up records the running trials and queues them again.
-                raise UserError(
-                    f"trial {fl.number} ({fl.costs['placement_string']}) on a worker: {err.message}\n"
-                    "the study stopped; its running trials are queued again: fix the study file and run it again"
-                ) from None
-            else:
-                self._conclude(fl, {"status": "failed", "reason": err.message})
-            return
-        kind = event.get("event")
-        if kind == "started":
-            fl.host = event["host"]
-            fl.node = event.get("node")
-        elif kind == "latency":
-            fl.costs["latency_ms"] = event["latency_ms"]
-            fl.latency_device = event["device"]
-        elif kind == "eval":
-            fl.curve.append((int(event["step"]), float(event["accuracy"])))
-            # live learning curves in optuna-dashboard (Trial.report is single-objective only in
-            # Optuna; the storage takes intermediate values for any study)
-            self.storage.set_trial_intermediate_value(fl.trial_id, int(event["step"]), float(event["accuracy"]))
-            self.on_event("eval", {"number": fl.number, "step": event["step"], "accuracy": event["accuracy"]})
-        elif kind in ("result", "infeasible"):
-            fl.final = event
-
-    def _conclude(self, fl: _InFlight, failure: dict[str, Any] | None) -> None:
-        """Record a dispatched trial's end (one transaction) and tell the mirror."""
-
-        self.inflight.pop(fl.gen, None)
-        final: dict[str, Any] = fl.final or {}
-        ua: dict[str, Any] = {"wall_time_s": round(time.monotonic() - fl.started, 3), "host": fl.host}
-        if fl.node:
-            ua["node"] = fl.node
-        if fl.attempt > 1:
-            ua["attempts"] = fl.attempt
-        values = None
-        if "latency_ms" in fl.costs:
-            ua["latency_ms"] = fl.costs["latency_ms"]
-            ua["latency_device"] = fl.latency_device
-            max_ms = self.cfg.constraints.max_latency_ms
-            if max_ms is not None and fl.mirror is not None:
-                v = (fl.costs["latency_ms"] - max_ms) / max_ms
-                fl.mirror.set_constraint("max_latency_ms", v)
-        status, state, result = run_outcome(final, failure, margin=self.cfg.early_stopping.margin)
-        ua.update(result)
-        if status == "ok":
-            values = self.costs.values(result["accuracy"], fl.costs)
-        files = self._artifacts(fl, final, ua, values) if self.artifact_store is not None else []
-        # constraints set since dispatch (a measured latency): the others are stored already
-        frozen_sys = self.proposer.frozen(fl.mirror).system_attrs if fl.mirror is not None else {}
-        system_attrs = {k: v for k, v in frozen_sys.items() if k.startswith("constraints:") and k not in fl.constraints}
-        write_finished(
-            self.storage,
-            fl.trial_id,
-            state=state,
-            result=ua,
-            values=values,
-            system_attrs=system_attrs,
-            files=files,
-            artifact_store=self.artifact_store,
-        )
-        full_ua = {**fl.started_attrs, **ua}
-        if fl.mirror is not None:
-            self.proposer.tell(fl.mirror, state, values)
-            outcome = self._outcome(fl.number, state, values, full_ua, fl.mirror)
-        else:
-            src = self.book.outcomes.get(fl.key)
-            outcome = {
-                "number": fl.number,
-                "state": state,
-                "values": values,
-                "status": status,
-                "user_attrs": dict(full_ua),
-                "system_attrs": dict(src["system_attrs"]) if src is not None else {},
-            }
-        if self.ladder is not None and fl.mirror is None:
-            self._mirror_stale = True  # a follow-up changed a placement's estimate
-        self.book.record(status, fl.key, outcome)
-        self.latency_streak = self.latency_streak + 1 if status == "infeasible" else 0
-        self.book.add_curve(fl.number, full_ua, status)
-        self.on_event(
-            "end_trial",
-            {
-                "number": fl.number,
-                "status": status,
-                "placement": fl.costs["placement_string"],
-                "accuracy": ua.get("accuracy"),
-                "macs": fl.costs["macs"],
-                "wall_time_s": ua["wall_time_s"],
-                "reason": ua.get("reason"),
-                "run": fl.kind,
-                "steps": fl.steps,
-                "seed": fl.seed,
-                "output": final.get("output"),
-            },
-        )
-        if final.get("output"):  # what the worker printed or warned (Ray keeps its own logs quiet)
-            worker_log.info("trial %d on %s:\n%s", fl.number, fl.host or "?", final["output"])
-        # duplicates proposed while this one ran
-        for mt, item in self.dup_waiting.pop(fl.key, []):
-            trial_id, number, _, qua = item
-            if fl.key in self.book.outcomes:
-                extra: dict[str, Any] = {k: qua[k] for k in ("named", "retry_of") if k in qua}
-                self._record_reused(mt, (trial_id, number), fl.key, fl.costs, extra)
-            else:  # its twin failed: propose it again in turn (within the trial budget and slots)
-                self.proposer.requeue(mt, item)
-
-    def _artifacts(
-        self, fl: _InFlight, final: dict[str, Any], ua: dict[str, Any], values: list[float] | None
-    ) -> list[tuple[str, bytes, str]]:
-        """A finished trial's files for the artifact store (weights as ``keep_weights`` says)."""
-        keep = self.cfg.artifacts.keep_weights
-        kept = bool(final.get("weights")) and (
-            keep == "all" or (keep == "pareto" and values is not None and self.book.on_front(values))
-        )
-        if kept:
-            ua["weights_kept"] = True
-        return trial_files(fl.costs["placement"], final, kept)
-
-    def _cancel_all(self) -> None:
-        """Ctrl-C / SIGTERM: cancel running trials, record them, queue them for the next run."""
-        from optuna.trial import TrialState
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        for gen in list(self.inflight):
-            self.executor.cancel(gen)
-        self.inflight.clear()
-        if self.probe is not None:  # parked trials are RUNNING in storage: recorded below
-            self.probe.cancel()
-        self.dup_waiting.clear()  # their WAITING rows (if any) stay WAITING: the next run takes them
-        # every RUNNING trial of the study is this driver's (one driver per study), including one
-        # the interrupt caught between its storage write and its dispatch
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            ua = {"status": "interrupted", "reason": "cancelled by the user (Ctrl-C or SIGTERM)"}
-            try:
-                write_finished(self.storage, t._trial_id, state=TrialState.FAIL, result=ua)
-                requeue(self.study, t)
-            except Exception:
-                continue  # left RUNNING: the next run recovers it
-            self.book.note("interrupted")

@@ -147,7 +147,11 @@ def open_storage(url: str, *, create: bool) -> Any:
         ) from None
     except RuntimeError as e:  # schema version mismatch
         raise UserError(f"--storage: {url}: {str(e).splitlines()[0]}") from None
-    return optuna.storages.get_storage(rdb)
+    # the RDB storage itself, not Optuna's caching wrapper (``get_storage``): the driver writes each
+    # trial through it, and the wrapper would keep every trial created through it in memory for
+    # the whole run, never read again (22 KiB a trial: benchmarks/search_soak.py); a study object
+    # made from it (create_study / load_study) still gets its own wrapper for its reads
+    return rdb
 
 
 def _safe(url: str) -> str:

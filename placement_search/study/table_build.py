@@ -215,45 +215,106 @@ def build_table(
             taken into the study before building, so a table grows over several sittings and
             machines: each of its rows whose budget matches this config's is recorded as done.
     """
-    import optuna
-    from optuna.distributions import CategoricalDistribution
+    build = _Build(cfg, storage=storage, study_name=study_name, budgets=budgets, on_event=on_event)
+    result, jobs = build.result, build.jobs
+    done = build.done_keys()
+    if seed_table is not None:
+        for job, row in _importable(seed_table, jobs, build.by_name, done):
+            final = {"result": _result_of_row(row)}
+            build.record(
+                job, final, None, row.wall_time_s, row.extra.get("host"), imported=_provenance(row, seed_table)
+            )
+            done.add(job.key)
+            result.imported += 1
+    todo = [j for j in jobs if j.key not in done]
+    result.done_before = len(jobs) - len(todo)
+    build.emit("open", {"study": build.name, "total": len(jobs), "done": result.done_before, "todo": len(todo)})
+    if max_runs is not None:
+        todo = todo[:max_runs]
+    if not todo:
+        result.stop_reason = "the table is complete" if result.done_before == len(jobs) else "nothing to do"
+        return result
+    _run_on_ray(
+        cfg, todo, build.spec_of, build.record, result, ray_address, timeout, build.started, build.emit, trial_fn
+    )
+    result.elapsed_s = time.monotonic() - build.started
+    return result
 
-    from .config import OBJECTIVES, check_study_name
-    from .storage import open_storage, quiet_optuna
 
-    emit = on_event or (lambda kind, info: None)
-    if cfg.table is None:
-        raise UserError(f"{cfg.path or 'study'}: no [table] section: it says which budgets and seeds the table holds")
-    bad = [o for o in cfg.objectives if o not in ("accuracy", "macs", "params")]
-    if bad:
-        raise UserError(f"{cfg.path or 'study'}: objectives: a table is built for accuracy, macs and params, not {bad}")
-    known = [b.name for b in cfg.table.budgets]
-    for b in budgets or []:
-        if b not in known:
-            raise UserError(f"--budget: no budget {b!r} in the table; budgets: {', '.join(known)}")
-    quiet_optuna()
-    space = load_space(cfg.space)
-    url = storage or cfg.storage
-    name = check_study_name(study_name or cfg.name, "--study-name")
-    jobs = table_jobs(cfg, space, budgets)
-    st = open_storage(url, create=True)
-    identity = json.loads(json.dumps(_identity(cfg, space)))
-    try:
-        study = optuna.load_study(study_name=name, storage=st)
-    except KeyError:
-        directions: list[Any] = [OBJECTIVES[o][0] for o in cfg.objectives]
-        study = optuna.create_study(study_name=name, storage=st, directions=directions)
-        study.set_metric_names(list(cfg.objectives))
-        study.set_user_attr("kind", "table")
-        study.set_user_attr("space", space.name)
-        study.set_user_attr("groups", [g.name for g in space.groups])
-        study.set_user_attr("table_identity", identity)
-        study.set_user_attr("config", json.loads(json.dumps(cfg.to_dict(), default=str)))
-        study.set_user_attr("placement_search_version", __version__)
-        if space.path is not None and os.path.isfile(space.path):
-            with open(space.path, encoding="utf-8") as fh:
-                study.set_user_attr("space_toml", fh.read())
-    else:
+class _Build:
+    """One sitting of a table build: the table study (created, or checked against the config),
+    the jobs, and how a run becomes a spec and a stored trial."""
+
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        storage: str | None,
+        study_name: str | None,
+        budgets: list[str] | None,
+        on_event: Callable[[str, dict[str, Any]], None] | None,
+    ) -> None:
+        from optuna.distributions import CategoricalDistribution
+
+        from .config import check_study_name
+        from .storage import quiet_optuna
+
+        self.emit = on_event or (lambda kind, info: None)
+        if cfg.table is None:
+            raise UserError(
+                f"{cfg.path or 'study'}: no [table] section: it says which budgets and seeds the table holds"
+            )
+        bad = [o for o in cfg.objectives if o not in ("accuracy", "macs", "params")]
+        if bad:
+            raise UserError(
+                f"{cfg.path or 'study'}: objectives: a table is built for accuracy, macs and params, not {bad}"
+            )
+        known = [b.name for b in cfg.table.budgets]
+        for b in budgets or []:
+            if b not in known:
+                raise UserError(f"--budget: no budget {b!r} in the table; budgets: {', '.join(known)}")
+        quiet_optuna()
+        self.cfg = cfg
+        self.space = space = load_space(cfg.space)
+        self.url = storage or cfg.storage
+        self.name = check_study_name(study_name or cfg.name, "--study-name")
+        self.jobs = table_jobs(cfg, space, budgets)
+        self.study = self._open()
+        self.result = BuildResult(self.name, self.url, len(self.jobs), 0)
+        self.dists: dict[str, Any] = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in space.groups}
+        self.by_name = {b.name: b for b in cfg.table.budgets}
+        self.versions = _versions()
+        self.started = time.monotonic()
+        t_frames, t_size = cfg.target.frames or space.clip[0], cfg.target.size or space.clip[1]
+        self.target_input = f"{t_frames}x{t_size}x{t_size}"
+
+    def _open(self) -> Any:
+        """The table study: created with its identity, or checked against it (a budget added since
+        is merged in; a changed one is an error)."""
+        import optuna
+
+        from .config import OBJECTIVES
+        from .storage import open_storage
+
+        cfg, space, name, url = self.cfg, self.space, self.name, self.url
+        st = open_storage(url, create=True)
+        identity = json.loads(json.dumps(_identity(cfg, space)))
+        try:
+            study = optuna.load_study(study_name=name, storage=st)
+        except KeyError:
+            directions: list[Any] = [OBJECTIVES[o][0] for o in cfg.objectives]
+            study = optuna.create_study(study_name=name, storage=st, directions=directions)
+            study.set_metric_names(list(cfg.objectives))
+            study.set_user_attr("kind", "table")
+            study.set_user_attr("space", space.name)
+            study.set_user_attr("groups", [g.name for g in space.groups])
+            study.set_user_attr("table_identity", identity)
+            study.set_user_attr("config", json.loads(json.dumps(cfg.to_dict(), default=str)))
+            study.set_user_attr("placement_search_version", __version__)
+            if space.path is not None and os.path.isfile(space.path):
+                with open(space.path, encoding="utf-8") as fh:
+                    study.set_user_attr("space_toml", fh.read())
+            return study
         old = study.user_attrs.get("table_identity")
         if study.user_attrs.get("kind") != "table" or old is None:
             raise UserError(f"study {name!r} in {url} is not a table (it was made by `run`); use --study-name")
@@ -272,41 +333,35 @@ def build_table(
         merged = {**old["budgets"], **identity["budgets"]}
         if merged != old["budgets"]:
             study.set_user_attr("table_identity", {**identity, "budgets": merged})
+        return study
 
-    result = BuildResult(name, url, len(jobs), 0)
-    dists: dict[str, Any] = {g.name: CategoricalDistribution(tuple(g.tokens)) for g in space.groups}
-    by_name = {b.name: b for b in cfg.table.budgets}
-    versions = _versions()
-    started = time.monotonic()
-    t_frames, t_size = cfg.target.frames or space.clip[0], cfg.target.size or space.clip[1]
-    target_input = f"{t_frames}x{t_size}x{t_size}"
+    def done_keys(self) -> set[tuple[str, int, str]]:
+        """The runs the study holds already (budget, seed, placement)."""
+        done: set[tuple[str, int, str]] = set()
+        for t in self.study.get_trials(deepcopy=False):
+            ua = trial_attrs(t)
+            if t.state.is_finished() and ua.get("status") in FINAL_RUN and "budget" in ua:
+                done.add((ua["budget"], int(ua["seed"]), ua["placement_string"]))
+        return done
 
-    def spec_of(job: TableJob) -> dict[str, Any]:
-        b = by_name[job.budget]
+    def spec_of(self, job: TableJob) -> dict[str, Any]:
+        """What a worker runs for ``job``."""
+        b = self.by_name[job.budget]
         budget = asdict(dataclasses.replace(b.proxy, seed=job.seed))
-        budget["threads"] = max(1, int(cfg.resources.cpus))
+        budget["threads"] = max(1, int(self.cfg.resources.cpus))
         return {
-            "space": cfg.space,
+            "space": self.cfg.space,
             "placement": job.placement.to_dict(),
             "data": asdict(b.data),
             "proxy": budget,
-            "target": asdict(cfg.target),
+            "target": asdict(self.cfg.target),
             "macs": job.macs,
         }
 
-    def record(
-        job: TableJob,
-        final: dict[str, Any] | None,
-        failure: str | None,
-        wall: float,
-        host: str | None,
-        imported: dict[str, Any] | None = None,
-    ) -> None:
-        from optuna.trial import TrialState, create_trial
-
-        b = by_name[job.budget]
-        params = {g.name: tok for g, tok in zip(space.groups, space.placement_string(job.placement).split())}
-        ua: dict[str, Any] = {
+    def _attrs(self, job: TableJob, wall: float, host: str | None) -> dict[str, Any]:
+        """A run's attributes before its outcome: what, at which budget and seed, its costs."""
+        b = self.by_name[job.budget]
+        return {
             "budget": job.budget,
             "seed": job.seed,
             "placement": job.placement.to_dict(),
@@ -316,7 +371,7 @@ def build_table(
             "flops": 2 * job.macs,
             "proxy_macs": job.proxy_macs,
             "proxy_flops": 2 * job.proxy_macs,
-            "target_input": target_input,
+            "target_input": self.target_input,
             "proxy_input": f"{b.data.frames}x{b.data.size}x{b.data.size}",
             "proxy_budget": {k: v for k, v in asdict(b.proxy).items() if k not in ("threads", "log_every", "device")}
             | {"seed": job.seed},
@@ -325,54 +380,76 @@ def build_table(
             },
             "wall_time_s": round(wall, 3),
             "host": host,
-            **versions,
+            **self.versions,
         }
-        state, values = TrialState.FAIL, None
-        intermediate: dict[int, float] = {}
+
+    def _outcome(
+        self, job: TableJob, ua: dict[str, Any], final: dict[str, Any] | None, failure: str | None
+    ) -> tuple[Any, list[float] | None, dict[int, float]]:
+        """``(state, values, intermediate values)``, with the run's result added to ``ua``."""
+        from optuna.trial import TrialState
+
         if failure is not None:
             ua.update(status="failed", reason=failure)
-        else:
-            assert final is not None
-            r = final["result"]
-            ua.update(
-                status=r["status"] if r["status"] != "stopped" else "failed",
-                accuracy=r["accuracy"],
-                top5=r["top5"],
-                eval_loss=r["eval_loss"],
-                eval_curve=r["eval_curve"],
-                per_class_accuracy=r["per_class_accuracy"],
-                steps_done=r["steps_done"],
-                train_time_s=round(r["train_time_s"], 3),
-                device=r["device"],
-                precision=r["precision"],
-            )
-            if r.get("reason"):
-                ua["reason"] = r["reason"]
-            intermediate = {int(s): float(a) for s, a in r["eval_curve"]}
-            if r["status"] == "ok":
-                state = TrialState.COMPLETE
-                m = {"accuracy": r["accuracy"], "macs": job.macs, "params": job.params}
-                values = [float(m[o]) for o in cfg.objectives]
+            return TrialState.FAIL, None, {}
+        assert final is not None
+        r = final["result"]
+        ua.update(
+            status=r["status"] if r["status"] != "stopped" else "failed",
+            accuracy=r["accuracy"],
+            top5=r["top5"],
+            eval_loss=r["eval_loss"],
+            eval_curve=r["eval_curve"],
+            per_class_accuracy=r["per_class_accuracy"],
+            steps_done=r["steps_done"],
+            train_time_s=round(r["train_time_s"], 3),
+            device=r["device"],
+            precision=r["precision"],
+        )
+        if r.get("reason"):
+            ua["reason"] = r["reason"]
+        intermediate = {int(s): float(a) for s, a in r["eval_curve"]}
+        if r["status"] != "ok":
+            return TrialState.FAIL, None, intermediate
+        m = {"accuracy": r["accuracy"], "macs": job.macs, "params": job.params}
+        return TrialState.COMPLETE, [float(m[o]) for o in self.cfg.objectives], intermediate
+
+    def record(
+        self,
+        job: TableJob,
+        final: dict[str, Any] | None,
+        failure: str | None,
+        wall: float,
+        host: str | None,
+        imported: dict[str, Any] | None = None,
+    ) -> None:
+        """Store a finished (or imported) run as one trial of the table study."""
+        from optuna.trial import create_trial
+
+        space = self.space
+        params = {g.name: tok for g, tok in zip(space.groups, space.placement_string(job.placement).split())}
+        ua = self._attrs(job, wall, host)
+        state, values, intermediate = self._outcome(job, ua, final, failure)
         if imported is not None:
             ua.update(imported)
         trial = create_trial(
             state=state,
             values=values,
             params=params,
-            distributions=dists,
+            distributions=self.dists,
             user_attrs=ua,
             intermediate_values=intermediate,
         )
-        study.add_trial(trial)
-        status = ua["status"]
+        self.study.add_trial(trial)
         if imported is not None:
             return
+        result, status = self.result, ua["status"]
         result.by_budget[job.budget] = result.by_budget.get(job.budget, 0) + (status in FINAL_RUN)
         if status in FINAL_RUN:
             result.done += 1
         else:
             result.failed += 1
-        emit(
+        self.emit(
             "run",
             {
                 "budget": job.budget,
@@ -382,35 +459,45 @@ def build_table(
                 "accuracy": ua.get("accuracy"),
                 "wall_time_s": wall,
                 "done": result.done_before + result.done,
-                "total": len(jobs),
-                "elapsed_s": time.monotonic() - started,
+                "total": len(self.jobs),
+                "elapsed_s": time.monotonic() - self.started,
                 "reason": ua.get("reason"),
             },
         )
 
-    done: set[tuple[str, int, str]] = set()
-    for t in study.get_trials(deepcopy=False):
-        ua = trial_attrs(t)
-        if t.state.is_finished() and ua.get("status") in FINAL_RUN and "budget" in ua:
-            done.add((ua["budget"], int(ua["seed"]), ua["placement_string"]))
-    if seed_table is not None:
-        for job, row in _importable(seed_table, jobs, by_name, done):
-            final = {"result": _result_of_row(row)}
-            record(job, final, None, row.wall_time_s, row.extra.get("host"), imported=_provenance(row, seed_table))
-            done.add(job.key)
-            result.imported += 1
-    todo = [j for j in jobs if j.key not in done]
-    result.done_before = len(jobs) - len(todo)
-    emit("open", {"study": name, "total": len(jobs), "done": result.done_before, "todo": len(todo)})
-    if max_runs is not None:
-        todo = todo[:max_runs]
-    if not todo:
-        result.stop_reason = "the table is complete" if result.done_before == len(jobs) else "nothing to do"
-        return result
 
-    _run_on_ray(cfg, todo, spec_of, record, result, ray_address, timeout, started, emit, trial_fn)
-    result.elapsed_s = time.monotonic() - started
-    return result
+def _advance(
+    executor: Any,
+    gen: Any,
+    inflight: dict[Any, tuple[TableJob, float, dict[str, Any]]],
+    record: Callable[..., None],
+) -> None:
+    """A run's next event; its end (or failure) recorded."""
+    job, t0, info = inflight[gen]
+    try:
+        event = executor.next_event(gen)
+    except StopIteration:
+        del inflight[gen]
+        final = info.get("final")
+        record(
+            job, final, None if final else "the worker ended without a result", time.monotonic() - t0, info.get("host")
+        )
+        return
+    except Exception as e:
+        del inflight[gen]
+        cause = getattr(e, "cause", None) or e
+        if isinstance(cause, UserError):
+            raise UserError(
+                f"run {job.placement_string} ({job.budget}, seed {job.seed}) on a worker: {cause}"
+            ) from None
+        text = str(cause).strip().splitlines()
+        why = f"{type(cause).__name__}: {text[-1] if text else ''}"[:500]
+        record(job, None, why, time.monotonic() - t0, info.get("host"))
+        return
+    if event.get("event") == "started":
+        info["host"] = event.get("host")
+    elif event.get("event") == "result":
+        info["final"] = event
 
 
 def _run_on_ray(
@@ -468,36 +555,7 @@ def _run_on_ray(
             if term:
                 raise _Stop()
             for gen in executor.wait(list(inflight), timeout=1.0):
-                job, t0, info = inflight[gen]
-                assert isinstance(info, dict)
-                try:
-                    event = executor.next_event(gen)
-                except StopIteration:
-                    del inflight[gen]
-                    final = info.get("final")
-                    fail = None if final else "the worker ended without a result"
-                    record(job, final, fail, time.monotonic() - t0, info.get("host"))
-                    continue
-                except Exception as e:
-                    del inflight[gen]
-                    cause = getattr(e, "cause", None) or e
-                    if isinstance(cause, UserError):
-                        raise UserError(
-                            f"run {job.placement_string} ({job.budget}, seed {job.seed}) on a worker: {cause}"
-                        ) from None
-                    text = str(cause).strip().splitlines()
-                    record(
-                        job,
-                        None,
-                        f"{type(cause).__name__}: {text[-1] if text else ''}"[:500],
-                        time.monotonic() - t0,
-                        info.get("host"),
-                    )
-                    continue
-                if event.get("event") == "started":
-                    info["host"] = event.get("host")
-                elif event.get("event") == "result":
-                    info["final"] = event
+                _advance(executor, gen, inflight, record)
         if not result.stop_reason:
             result.stop_reason = (
                 "every run of the table is done" if result.done_before + result.done == result.total else "done"

@@ -18,7 +18,7 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 __all__ = ["run_trial"]
@@ -119,7 +119,6 @@ def _table_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Run one trial (see the module docstring for the events)."""
-    import torch
 
     from ..placement import Placement
     from ..train import ProxyBudget, train_proxy
@@ -147,30 +146,8 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     }
 
     if spec.get("latency"):
-        lat = spec["latency"]
-        if lat.get("known_ms") is not None:  # measured on an idle device (study/latency_probe.py)
-            ms, device = float(lat["known_ms"]), str(lat.get("device") or "?")
-        else:  # [latency] measure = "trial": on this trial's own device, before training
-            from ..devices import resolve_device
-            from ..latency import device_name, measure_latency
-
-            if budget.threads:
-                torch.set_num_threads(budget.threads)
-            dev = str(resolve_device(budget.device))
-            model = space.build(placement, num_classes=spec["target"]["num_classes"])
-            ms = measure_latency(
-                model, lat["input_shape"], device=dev, runs=lat.get("runs", 10), warmup=lat.get("warmup", 3)
-            ).median_ms
-            device = device_name(dev)
-            del model
-        yield {"event": "latency", "latency_ms": ms, "device": device}
-        max_ms = lat.get("max_ms")
-        if max_ms is not None and ms > max_ms:
-            yield {
-                "event": "infeasible",
-                "latency_ms": ms,
-                "reason": f"latency {ms:.2f} ms on {device} over max_latency_ms {max_ms}",
-            }
+        over = yield from _latency(spec, space, placement, budget)
+        if over:
             return
 
     events: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -212,31 +189,69 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         raise out["error"]
     final: dict[str, Any] = {"event": "result", "result": out["result"].to_dict(), "stopped_by": stopped_by}
     if spec.get("cost_table"):
-        t = spec["target"]
-        cost = space.cost(placement, frames=t["frames"], size=t["size"], num_classes=t["num_classes"])
-        final["cost_table"] = [
-            {
-                "position": pos,
-                "op": placement[pos].op,
-                "kt": placement[pos].kt,
-                "params": c.params,
-                "macs": c.macs,
-                "flops": c.flops,
-            }
-            for pos, c in cost.per_position.items()
-        ] + [
-            {
-                "position": "(fixed: classifier, non-searchable layers)",
-                "op": "",
-                "kt": "",
-                "params": cost.fixed.params,
-                "macs": cost.fixed.macs,
-                "flops": cost.fixed.flops,
-            }
-        ]
+        final["cost_table"] = _cost_table(spec, space, placement)
     if spec.get("keep_weights") and built and out["result"].status in ("ok", "stopped"):
         from safetensors.torch import save
 
         state = {k: v.detach().to("cpu").contiguous() for k, v in built[-1].state_dict().items()}
         final["weights"] = save(state, metadata={"placement": json.dumps(spec["placement"])})
     yield final
+
+
+def _latency(spec: dict[str, Any], space: Any, placement: Any, budget: Any) -> Generator[dict[str, Any], None, bool]:
+    """The trial's ``latency`` event (measured on an idle device by the driver, else timed here
+    on this trial's device), then ``infeasible`` if it is over the budget; returns whether it was."""
+    lat = spec["latency"]
+    if lat.get("known_ms") is not None:  # measured on an idle device (study/latency_probe.py)
+        ms, device = float(lat["known_ms"]), str(lat.get("device") or "?")
+    else:  # [latency] measure = "trial": on this trial's own device, before training
+        import torch
+
+        from ..devices import resolve_device
+        from ..latency import device_name, measure_latency
+
+        if budget.threads:
+            torch.set_num_threads(budget.threads)
+        dev = str(resolve_device(budget.device))
+        model = space.build(placement, num_classes=spec["target"]["num_classes"])
+        ms = measure_latency(
+            model, lat["input_shape"], device=dev, runs=lat.get("runs", 10), warmup=lat.get("warmup", 3)
+        ).median_ms
+        device = device_name(dev)
+        del model
+    yield {"event": "latency", "latency_ms": ms, "device": device}
+    max_ms = lat.get("max_ms")
+    if max_ms is not None and ms > max_ms:
+        yield {
+            "event": "infeasible",
+            "latency_ms": ms,
+            "reason": f"latency {ms:.2f} ms on {device} over max_latency_ms {max_ms}",
+        }
+        return True
+    return False
+
+
+def _cost_table(spec: dict[str, Any], space: Any, placement: Any) -> list[dict[str, Any]]:
+    """Params, MACs and FLOPs per position at the target input, and the fixed layers'."""
+    t = spec["target"]
+    cost = space.cost(placement, frames=t["frames"], size=t["size"], num_classes=t["num_classes"])
+    return [
+        {
+            "position": pos,
+            "op": placement[pos].op,
+            "kt": placement[pos].kt,
+            "params": c.params,
+            "macs": c.macs,
+            "flops": c.flops,
+        }
+        for pos, c in cost.per_position.items()
+    ] + [
+        {
+            "position": "(fixed: classifier, non-searchable layers)",
+            "op": "",
+            "kt": "",
+            "params": cost.fixed.params,
+            "macs": cost.fixed.macs,
+            "flops": cost.fixed.flops,
+        }
+    ]
