@@ -34,9 +34,8 @@ With ``--trials N`` (a quick check) the RSS baseline stays at 1,000 trials (``N 
 
 Ray: as in ``search_throughput.py``, a new local instance (``address="local"``: never another
 user's) with its session folder in a short private ``/tmp/rb*`` folder (it holds unix sockets),
-removed at the end with the study folder. The pieces of ``search_throughput.py`` are copied,
-not imported: importing it creates a Ray folder, and a trial function taken from it would make
-every Ray worker import it (and create one) too.
+removed at the end with the study folder. The study, the trainer and the Ray start are
+``benchmarks/_driver.py``'s, shared with ``search_throughput.py``.
 
     python benchmarks/search_soak.py [--trials N] [--base B]
 
@@ -51,9 +50,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import hashlib
-import json
-import logging
 import os
 import shutil
 import sys
@@ -64,65 +60,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _driver import STUDY, noop_trial, start_ray
 
 TRIALS = 10_000
 BASE = 1_000  # the RSS baseline and the throughput windows, in trials
 GOAL = 50.0  # trials/s, over the last window
 FLAT = 1.10  # RSS at the end / RSS at the baseline counted as flat
 EVERY = 1_000  # progress lines (RSS, rate) every this many trials
-
-#: the study of search_throughput.py (copied: see the module docstring)
-STUDY = """
-schema_version = 1
-name = "soak"
-space = "inception"
-sampler = "tpe"
-seed = 0
-trials = {trials}
-
-[target]
-frames = 64
-size = 224
-num_classes = 400
-
-[data]
-source = "synthetic"
-frames = 8
-size = 32
-
-[constraints]
-max_macs = "120G"
-
-[resources]
-cpus = 1
-"""
-
-
-def fake_result(spec: dict[str, Any]) -> dict[str, Any]:
-    """A made-up proxy result: accuracy grows with compute, plus a fixed per-placement jitter
-    (as search_throughput.py's)."""
-    digest = hashlib.blake2b(json.dumps(spec["placement"], sort_keys=True).encode(), digest_size=8).digest()
-    jitter = int.from_bytes(digest, "little") / 2**64
-    acc = round(0.25 + 0.35 * min(1.0, spec["macs"] / 1.2e11) + 0.2 * jitter, 4)
-    return {
-        "status": "ok",
-        "accuracy": acc,
-        "top5": min(1.0, acc + 0.3),
-        "eval_curve": [[100, round(acc * 0.8, 4)], [200, acc]],
-        "loss_curve": [[0, 2.4], [100, 1.6], [200, 1.2]],
-        "per_class_accuracy": {},
-        "steps_done": 200,
-        "clips_per_s": 0.0,
-        "train_time_s": 0.0,
-        "device": "cpu",
-        "precision": "fp32",
-    }
-
-
-def noop_trial(spec: dict[str, Any]):
-    """A trainer that returns at once (what a Ray task of the driver runs)."""
-    yield {"event": "started", "host": "bench", "pid": 0, "device": "cpu"}
-    yield {"event": "result", "result": fake_result(spec), "stopped_by": []}
 
 
 def proc_status_mib(field: str) -> float:
@@ -132,21 +78,6 @@ def proc_status_mib(field: str) -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024  # kB
     raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def start_ray(temp_dir: str) -> float:
-    import ray
-
-    t0 = time.perf_counter()
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-        _temp_dir=temp_dir,
-    )
-    return time.perf_counter() - t0
 
 
 class Soak:
@@ -262,7 +193,7 @@ def main() -> None:
         )
         print(f"  ray.init: {start_ray(ray_tmp):.2f} s (excluded)", flush=True)
         path = tmp / "soak.toml"
-        path.write_text(STUDY.format(trials=n_trials))
+        path.write_text(STUDY.format(name="soak", trials=n_trials))
         cfg = load_study_config(path)
         soak = Soak(n_trials, base, EVERY)
         t0 = time.perf_counter()

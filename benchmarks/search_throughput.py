@@ -40,10 +40,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import io
-import json
-import logging
 import os
 import pstats
 import random
@@ -56,6 +53,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _driver import STUDY, fake_accuracy, fake_result, noop_trial, start_ray
 
 #: Ray's session folder (short: it holds unix sockets); removed at the end like the study folder
 RAY_TMP = tempfile.mkdtemp(prefix="rb", dir="/tmp")
@@ -63,76 +63,6 @@ RAY_TMP = tempfile.mkdtemp(prefix="rb", dir="/tmp")
 PREFILL = 1000
 MEASURED = 100
 GOAL = 50.0
-
-STUDY = """
-schema_version = 1
-name = "throughput"
-space = "inception"
-sampler = "tpe"
-seed = 0
-trials = {trials}
-
-[target]
-frames = 64
-size = 224
-num_classes = 400
-
-[data]
-source = "synthetic"
-frames = 8
-size = 32
-
-[constraints]
-max_macs = "120G"
-
-[resources]
-cpus = 1
-"""
-
-
-def fake_accuracy(placement: dict[str, Any], macs: int) -> float:
-    """A made-up proxy accuracy: grows with compute, plus a fixed per-placement jitter."""
-    digest = hashlib.blake2b(json.dumps(placement, sort_keys=True).encode(), digest_size=8).digest()
-    jitter = int.from_bytes(digest, "little") / 2**64
-    return round(0.25 + 0.35 * min(1.0, macs / 1.2e11) + 0.2 * jitter, 4)
-
-
-def fake_result(spec: dict[str, Any]) -> dict[str, Any]:
-    acc = fake_accuracy(spec["placement"], spec["macs"])
-    return {
-        "status": "ok",
-        "accuracy": acc,
-        "top5": min(1.0, acc + 0.3),
-        "eval_curve": [[100, round(acc * 0.8, 4)], [200, acc]],
-        "loss_curve": [[0, 2.4], [100, 1.6], [200, 1.2]],
-        "per_class_accuracy": {},
-        "steps_done": 200,
-        "clips_per_s": 0.0,
-        "train_time_s": 0.0,
-        "device": "cpu",
-        "precision": "fp32",
-    }
-
-
-def noop_trial(spec: dict[str, Any]):
-    """A trainer that returns at once (what a Ray task of the driver runs)."""
-    yield {"event": "started", "host": "bench", "pid": 0, "device": "cpu"}
-    yield {"event": "result", "result": fake_result(spec), "stopped_by": []}
-
-
-def start_ray() -> float:
-    import ray
-
-    t0 = time.perf_counter()
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-        _temp_dir=RAY_TMP,
-    )
-    return time.perf_counter() - t0
 
 
 def prefill(drv: Any, study: Any, n: int, seed: int = 0) -> list[Any]:
@@ -298,11 +228,11 @@ def main() -> None:
         f"study: inception space, SQLite {tmp / 'study.db'}, 2 Ray workers (cpus=1 each), optuna {optuna.__version__}; "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
-    print(f"  ray.init: {start_ray():.2f} s (excluded)")
+    print(f"  ray.init: {start_ray(RAY_TMP):.2f} s (excluded)")
 
     def cfg_for(trials: int) -> Any:
         path = tmp / "throughput.toml"
-        path.write_text(STUDY.format(trials=trials))
+        path.write_text(STUDY.format(name="throughput", trials=trials))
         return load_study_config(path)
 
     def measure(url: str, label: str) -> tuple[float, Any, Any, int]:

@@ -4,6 +4,7 @@ resources, on loopback)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -122,3 +123,30 @@ def test_study_across_nodes_survives_a_killed_node_and_uses_a_new_one(tmp_path, 
         if k == "nodes" and added[0].node_id in [n["node"] for n in info["nodes"]]
     )
     assert new_check < first_on_new
+
+
+def test_cache_build_on_every_node_of_a_cluster_builds_a_shared_cache_once(tmp_path, cluster, capsys):
+    """`cache build` with a cluster: each node checks its cache; the first that lacks it builds it
+    into the folder they share, the others then find it; the search's node check agrees."""
+    from test_data_on_nodes import _video_study, _write_video
+
+    from placement_search.cli import main
+
+    c, (n1, n2) = cluster
+    videos = tmp_path / "videos"
+    for k, name in enumerate(("left", "right")):
+        (videos / name).mkdir(parents=True)
+        for i in range(3):
+            _write_video(videos / name / f"{name}{i}.mp4", 16, 40 * k + 10 * i)
+    toml = _video_study(tmp_path, videos, tmp_path / "shared-cache")
+    assert main(["cache", "status", str(toml), "--ray-address", c.address, "--json"]) == 1
+    before = json.loads(capsys.readouterr().out)
+    assert {n1.node_id, n2.node_id} <= {n["node"] for n in before["nodes"]}
+    assert not any(ch["ready"] for n in before["nodes"] for ch in n["caches"])
+    assert main(["cache", "build", str(toml), "--ray-address", c.address, "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["ready"] and len(after["nodes"]) == len(before["nodes"])
+    built = [n for n in after["nodes"] if n["built_s"] > 0]
+    assert len(built) == 1  # one node decoded the videos; the others found the shared cache
+    assert len({ch["path"] for n in after["nodes"] for ch in n["caches"]}) == 1
+    assert main(["cache", "status", str(toml), "--ray-address", c.address]) == 0

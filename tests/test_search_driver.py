@@ -396,3 +396,37 @@ def test_trial_slots_follow_the_cluster_as_nodes_join(tmp_path, monkeypatch):
     ).run()
     assert Growing.most == 3
     assert ("slots", {"from": 1, "to": 3}) in events
+
+
+def test_samplers_that_ignore_pruned_trials_see_early_stopped_runs_as_their_accuracy_when_stopped(tmp_path):
+    """NSGA-II (like GP and costaware) learns from COMPLETE trials only: with most runs stopped
+    early, its first generation would never fill and it would sample at random for ever. Its
+    copy of the study shows a stopped run as COMPLETE with the accuracy it stopped at (also after
+    a resume); the stored trial stays PRUNED, and TPE, which reads PRUNED trials, sees them so."""
+    from optuna.trial import TrialState
+
+    url = sqlite_url(tmp_path)
+    path = write_study(tmp_path, sampler="nsga2", trials=12)
+    path.write_text(
+        path.read_text().replace('sampler = "nsga2"', 'sampler = "nsga2"\nsampler_options = { population_size = 4 }')
+    )
+    cfg = load_study_config(path)
+    drv = SearchDriver(cfg, storage=url, trial_fn=stopped_trial, executor="inline")
+    drv.run()
+    stored = [t for t in load(url).trials if trial_attrs(t).get("status") == "early_stopped"]
+    assert len(stored) == 12 and all(t.state == TrialState.PRUNED for t in stored)
+    mirror = [t for t in drv.proposer.mirror.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    assert len(mirror) == 12 and all(t.values[0] == 0.25 for t in mirror)
+    generations = {t.system_attrs.get("NSGAIISampler:generation") for t in mirror}
+    assert max(g for g in generations if g is not None) >= 1  # it bred past its first generation
+    again = SearchDriver(cfg, storage=url, trials=14, trial_fn=stopped_trial, executor="inline")
+    again.run()
+    seen = again.proposer.history
+    assert sum(1 for t in seen if t.state == TrialState.COMPLETE and t.values[0] == 0.25) >= 12
+    (tmp_path / "tpe").mkdir()
+    tpe = write_study(tmp_path / "tpe", trials=6, sampler="tpe")
+    drv = SearchDriver(
+        load_study_config(tpe), storage=sqlite_url(tmp_path / "tpe"), trial_fn=stopped_trial, executor="inline"
+    )
+    drv.run()
+    assert {t.state for t in drv.proposer.mirror.get_trials(deepcopy=False)} == {TrialState.PRUNED}

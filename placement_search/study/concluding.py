@@ -85,7 +85,10 @@ class Concluding(Dispatching):
         status, state, values, ua = self._record_end(fl, final, failure)
         full_ua = {**fl.started_attrs, **ua}
         if fl.mirror is not None:
-            self.proposer.tell(fl.mirror, state, values)
+            partial = None
+            if status == "early_stopped" and ua.get("accuracy") is not None:
+                partial = self.costs.values(float(ua["accuracy"]), fl.costs)
+            self.proposer.tell(fl.mirror, state, values, partial=partial)
             outcome = self._outcome(fl.number, state, values, full_ua, fl.mirror)
         else:
             src = self.book.outcomes.get(fl.key)

@@ -50,6 +50,7 @@ from .lease import Lease
 from .nodes import check_payload, node_problems
 from .opening import artifact_dir, enqueue_first, open_study, recover, trial_params
 from .proposer import Proposer
+from .records import trial_attrs
 from .state import InFlight
 from .storage import open_storage, quiet_optuna
 
@@ -250,11 +251,22 @@ class SearchDriver(Concluding):
             finished,
             queue,
             cost=self._sampler_cost,
+            partial=self._partial_values,
         )
         for t in finished:
             self.book.load(t)
         # a resumed study with rungs or repeats: the sampler sees each placement's best estimate
         self._mirror_stale = self.ladder is not None and bool(finished)
+
+    def _partial_values(self, trial: Any) -> list[float] | None:
+        """A stored early-stopped trial's objective values, with its accuracy when it stopped."""
+        ua = trial_attrs(trial)
+        if ua.get("status") != "early_stopped" or ua.get("accuracy") is None or ua.get("macs") is None:
+            return None
+        try:
+            return self.costs.values(float(ua["accuracy"]), ua)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def _sampler_cost(self, params: dict[str, str]) -> tuple[list[float], bool]:
         """A placement's cost objectives (each minimised; MACs where an objective is measured,

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..placement import Placement, placement_key
 from ..space import SearchSpace
-from .samplers import make_sampler
+from .samplers import SAMPLERS, make_sampler
 
 __all__ = ["Proposal", "Proposer", "QueueItem"]
 
@@ -45,6 +45,8 @@ class Proposer:
     seed: the study's seed; moved on with the study's size so that a resume does not replay
         the first run's draws (a fresh study with a given seed is reproducible, and so is a resume).
     cost: a placement's params -> (cost objectives, feasible), for samplers that use exact costs.
+    partial: a stored early-stopped trial -> its objective values with the accuracy it had when
+        stopped (None: not known), for samplers that learn from complete trials only.
     """
 
     def __init__(
@@ -57,9 +59,11 @@ class Proposer:
         trials: Sequence[Any],
         queue: Sequence[QueueItem],
         cost: Any = None,
+        partial: Any = None,
     ) -> None:
         import optuna
         from optuna.distributions import CategoricalDistribution
+        from optuna.trial import TrialState
 
         self.space = space
         self.sampler_name = sampler
@@ -75,6 +79,9 @@ class Proposer:
         )
         self.sampler = self.mirror.sampler
         self.directions = list(directions)
+        #: show early-stopped runs as COMPLETE with their accuracy when stopped (see
+        #: :attr:`.samplers.SamplerEntry.learns_from_pruned`)
+        self.partial_as_complete = sampler in SAMPLERS and not SAMPLERS[sampler].learns_from_pruned
         # the sampler's copy carries no intermediate values: multi-objective TPE would sort
         # PRUNED (early-stopped) trials by them and fail (it does so for single-objective only)
         from .records import run_fields, trial_attrs
@@ -87,6 +94,10 @@ class Proposer:
                 continue
             c = copy.copy(t)
             c.intermediate_values = {}
+            if self.partial_as_complete and partial is not None and t.state == TrialState.PRUNED:
+                values = partial(t)
+                if values is not None:
+                    c.state, c.values = TrialState.COMPLETE, list(values)
             self.history.append(c)
         self.mirror.add_trials(self.history)
         self._keys: dict[int, str] = {}
@@ -123,11 +134,17 @@ class Proposer:
         placement = self.space.from_group_tokens({g: str(v) for g, v in mt.params.items()}, "sampled placement")
         return Proposal(mt, placement, placement_key(placement), waiting, item, extra)
 
-    def tell(self, mt: Any, state: Any, values: Sequence[float] | None = None) -> None:
+    def tell(
+        self, mt: Any, state: Any, values: Sequence[float] | None = None, partial: Sequence[float] | None = None
+    ) -> None:
+        """Tell the sampler a trial's end; ``partial``: an early-stopped run's values with its
+        accuracy when stopped (told as COMPLETE to a sampler that ignores PRUNED trials)."""
         from optuna.trial import TrialState
 
         # the mirror it was asked from (an earlier one, if the mirror was rebuilt since)
         self._running.pop(id(mt), None)
+        if state == TrialState.PRUNED and partial is not None and self.partial_as_complete:
+            state, values = TrialState.COMPLETE, partial
         if state == TrialState.COMPLETE:
             mt.study.tell(mt, list(values or []))
         else:

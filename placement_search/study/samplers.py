@@ -25,6 +25,10 @@ class SamplerEntry:
     options: Mapping[str, type] = field(default_factory=dict)
     #: (options, seed, group tokens by decision, exact costs of params or None) -> an Optuna sampler
     build: Callable[[dict[str, Any], int, dict[str, list[str]], Any], Any] | None = None
+    #: whether the sampler learns from PRUNED (early-stopped) trials; one that does not (NSGA-II,
+    #: GP, ...) is shown an early-stopped run as COMPLETE with its accuracy when stopped, else
+    #: every stopped run would be lost to it (NSGA-II's first generation would never fill)
+    learns_from_pruned: bool = False
 
 
 def _tpe(opts: dict[str, Any], seed: int, _: dict[str, list[str]], __: Any = None) -> Any:
@@ -93,6 +97,7 @@ SAMPLERS: dict[str, SamplerEntry] = {
             "multivariate TPE with constant liar (Optuna's TPESampler)",
             {"n_startup_trials": int, "n_ei_candidates": int, "multivariate": bool, "constant_liar": bool},
             _tpe,
+            learns_from_pruned=True,
         ),
         SamplerEntry("nsga2", "NSGA-II (Optuna's NSGAIISampler)", _NSGA_OPTIONS, _nsga("NSGAIISampler")),
         SamplerEntry("nsga3", "NSGA-III (Optuna's NSGAIIISampler)", _NSGA_OPTIONS, _nsga("NSGAIIISampler")),
