@@ -196,6 +196,35 @@ def plain_optuna(url: str, source: list[Any], drv: Any, n: int) -> tuple[float, 
     return time.perf_counter() - t0, len(study.get_trials(deepcopy=False))
 
 
+def storage_only(url: str, template: Any, n: int) -> float:
+    """Seconds for ``n`` trials written the way the driver writes them, with nothing else: one
+    ``create_new_trial`` with the driver's own template (a stored trial: its params, dispatch
+    attributes and constraint), the ``result`` attribute, the final state and values. The
+    floor that Optuna's public storage API puts under the driver's time per trial."""
+    import optuna
+
+    from placement_search.study.records import RESULT, write_finished, write_started
+    from placement_search.study.storage import open_storage
+
+    storage = open_storage(url, create=False)
+    study_id = optuna.load_study(study_name="throughput", storage=storage)._study_id
+    result = dict(template.user_attrs.get(RESULT) or {})
+    started = {k: v for k, v in template.user_attrs.items() if k != RESULT}
+    t0 = time.perf_counter()
+    for _ in range(n):
+        trial_id, _number = write_started(
+            storage,
+            study_id,
+            state=optuna.trial.TrialState.RUNNING,
+            params=template.params,
+            distributions=template.distributions,
+            user_attrs=started,
+            system_attrs=template.system_attrs,
+        )
+        write_finished(storage, trial_id, state=optuna.trial.TrialState.COMPLETE, result=result, values=template.values)
+    return time.perf_counter() - t0
+
+
 def print_profile(prof: cProfile.Profile, per: int, top: int = 45) -> None:
     s = io.StringIO()
     st = pstats.Stats(prof, stream=s)
@@ -268,6 +297,13 @@ def main() -> None:
     ours, drv, study, n_before = measure(url, "SQLite")
     journal, _, _, _ = measure(f"journal:///{tmp / 'study.log'}", "journal")
 
+    template = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.state.name == "COMPLETE")
+    floor_s = storage_only(url, template, MEASURED)
+    print(
+        f"  [SQLite] the storage writes alone, {MEASURED} trials as the driver writes them ({len(template.params)} params, "
+        f"{len(template.user_attrs)} user attributes; create_new_trial, result, state): {1000 * floor_s / MEASURED:.1f} "
+        f"ms/trial, at most {MEASURED / floor_s:.1f} trials/s through Optuna's public storage API"
+    )
     plain_s, plain_n = plain_optuna(url, [*study.get_trials(deepcopy=False)[:n_before]], drv, MEASURED)
     plain = MEASURED / plain_s
     print(
