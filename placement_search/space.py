@@ -508,6 +508,33 @@ def space_from_dict(data: Mapping[str, Any], path: Path | None = None) -> Search
     positions = backbone.positions()
     names = [p.name for p in positions]
 
+    position_tokens = _position_tokens(data, f, names)
+    groups = _groups(data, f, positions, position_tokens)
+    family_kind, clip = _family_and_clip(data, f)
+    space = SearchSpace(
+        name=name,
+        description=description,
+        backbone=backbone,
+        backbone_table=table,
+        position_tokens=position_tokens,
+        groups=groups,
+        family_kind=family_kind,
+        clip=clip,
+        path=path,
+    )
+    _add_generated(space, f)
+    raw = data.get("placements", {})
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{f}: placements: expected a table of named placements")
+    for pname, spec in raw.items():
+        if pname in space.named:
+            raise UserError(f"{f}: placements.{pname}: the name is taken by a generated placement")
+        space.named[pname] = _named(space, pname, spec, f)
+    return space
+
+
+def _position_tokens(data: Mapping[str, Any], f: str, names: list[str]) -> dict[str, list[str]]:
+    """The choices at each position: the space's ``choices``/``kt``, then ``[positions.*]``'s."""
     tokens = _check_tokens(_str_list(data.get("choices", ["2d", "3d", "sep"]), f"{f}: choices"), f"{f}: choices")
     kts = _kt_list(data["kt"], f"{f}: kt") if "kt" in data else None
     per_pos = data.get("positions", {})
@@ -526,7 +553,14 @@ def space_from_dict(data: Mapping[str, Any], path: Path | None = None) -> Search
             )
             pk = _kt_list(spec["kt"], f"{where}.kt") if "kt" in spec else kts
             position_tokens[pos] = _expand_tokens(toks, pk)
+    return position_tokens
 
+
+def _groups(
+    data: Mapping[str, Any], f: str, positions: Sequence[Any], position_tokens: dict[str, list[str]]
+) -> list[Group]:
+    """The decisions: positions tied by ``tie`` and ``[[groups]]``, each offering one choice list."""
+    names = [p.name for p in positions]
     tie = data.get("tie", "none")
     if tie not in ("none", "block", "stage"):
         raise UserError(f"{f}: tie: expected one of 'none', 'block', 'stage', got {tie!r}")
@@ -565,7 +599,10 @@ def space_from_dict(data: Mapping[str, Any], path: Path | None = None) -> Search
                     f"({toks} vs {position_tokens[m]})"
                 )
         groups.append(Group(gname, tuple(members), tuple(toks)))
+    return groups
 
+
+def _family_and_clip(data: Mapping[str, Any], f: str) -> tuple[str, tuple[int, int]]:
     family_kind = data.get("family_kind", "3d")
     if not isinstance(family_kind, str) or family_kind not in OP_KINDS or family_kind == "2d":
         raise UserError(
@@ -581,26 +618,7 @@ def space_from_dict(data: Mapping[str, Any], path: Path | None = None) -> Search
         raise UserError(
             f"{f}: clip: expected a table {{ frames = T, size = S }} of positive integers, got {clip_table!r}"
         )
-    space = SearchSpace(
-        name=name,
-        description=description,
-        backbone=backbone,
-        backbone_table=table,
-        position_tokens=position_tokens,
-        groups=groups,
-        family_kind=family_kind,
-        clip=(clip_table.get("frames", 16), clip_table.get("size", 112)),
-        path=path,
-    )
-    _add_generated(space, f)
-    raw = data.get("placements", {})
-    if not isinstance(raw, Mapping):
-        raise UserError(f"{f}: placements: expected a table of named placements")
-    for pname, spec in raw.items():
-        if pname in space.named:
-            raise UserError(f"{f}: placements.{pname}: the name is taken by a generated placement")
-        space.named[pname] = _named(space, pname, spec, f)
-    return space
+    return family_kind, (clip_table.get("frames", 16), clip_table.get("size", 112))
 
 
 def _in_space(space: SearchSpace, p: Placement) -> bool:
