@@ -322,9 +322,18 @@ class RayExecutor(Executor):
                 f"{NODE_CHECK_S:.0f} s: {', '.join(refs[r][:12] for r in late)} (busy or unreachable?)"
             )
         if payload.get("build_cache"):
-            for i, r in enumerate(reports):
-                if r.node and any(not c["ready"] for c in r.caches):
-                    reports[i] = NodeReport(**ray.get(on(r.node, True)))
+            todo = [i for i, r in enumerate(reports) if r.node and any(not c["ready"] for c in r.caches)]
+            for k, i in enumerate(todo, 1):  # one node at a time: a shared cache folder is built once
+                log = logging.getLogger("placement_search.cache")
+                log.warning("decoded-clip cache: %s (%d of %d nodes to build) ...", reports[i].name, k, len(todo))
+                node = reports[i].node
+                assert node is not None
+                built: dict[str, Any] = ray.get(on(node, True))
+                reports[i] = NodeReport(**built)
+                how = (
+                    f"built in {reports[i].built_s:.0f} s" if reports[i].built_s else "found it built (a shared folder)"
+                )
+                log.warning("decoded-clip cache: %s %s", reports[i].name, how)
         self._checked.update(r.node for r in reports if r.node)
         return reports
 
