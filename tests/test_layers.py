@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "placement_search"
 
 #: the floors, lowest first; a module may import its own floor and the ones below it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("_version", "errors", "limits", "devices", "progressbar", "pareto")),
+    ("foundation", ("_version", "errors", "fields", "limits", "devices", "progressbar", "pareto")),
     ("vocabulary", ("ops", "placement", "cost")),
     ("backbones", ("backbones",)),
     ("models and data", ("enumerate", "space", "catalog", "latency", "architecture", "train", "data")),

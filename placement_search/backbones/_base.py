@@ -11,15 +11,15 @@ cost depends only on its own positions' choices and the shape of its input. The 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Any, ClassVar
 
 from torch import nn
 
 from ..errors import UserError
+from ..fields import from_table
 from ..placement import Choice
 
 __all__ = [
@@ -113,74 +113,6 @@ def get_backbone(name: str, where: str = "backbone") -> type[Backbone]:
     return BACKBONES[name]
 
 
-def _describe(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin is tuple:
-        return "a list of integers"
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return " or ".join(_describe(a) for a in get_args(tp))
-    if tp is type(None):
-        return "absent"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
-
-
-def _coerce(tp: Any, value: Any) -> Any:
-    """Return ``value`` converted to ``tp`` or raise TypeError."""
-    origin = get_origin(tp)
-    if origin is Literal:
-        if value in get_args(tp):
-            return value
-        raise TypeError
-    if origin is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return tuple(value)
-        raise TypeError
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        for arg in get_args(tp):
-            if arg is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return _coerce(arg, value)
-            except TypeError:
-                pass
-        raise TypeError
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise TypeError
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TypeError
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise TypeError
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise TypeError
-    raise TypeError
-
-
 def parse_args(cls: type, table: Mapping[str, Any], where: str) -> Any:
     """Build the dataclass ``cls`` from a TOML/JSON table, with errors naming the field."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in table if k not in names]
-    if unknown:
-        raise UserError(f"{where}: unknown field {unknown[0]!r}; allowed fields are {', '.join(names)}")
-    kwargs = {}
-    for key, value in table.items():
-        try:
-            kwargs[key] = _coerce(hints[key], value)
-        except TypeError:
-            raise UserError(f"{where}.{key}: expected {_describe(hints[key])}, got {value!r}") from None
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{where}: {e}") from None
+    return from_table(cls, table, where, check=False)

@@ -9,21 +9,20 @@ field, the bad value and what is allowed. See ``docs/studies.md`` for the whole 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import itertools
 import json
 import math
 import re
 import sys
-import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..data.config import DataConfig
 from ..errors import UserError
+from ..fields import coerce, from_table, unknown_field
 from ..train import ProxyBudget
 from .samplers import SAMPLERS
 from .settings import (
@@ -85,86 +84,6 @@ __all__ = [
     "stored_study_config",
     "study_config_from_dict",
 ]
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "nothing"
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        for a in args:
-            try:
-                return _coerce(value, a, where)
-            except UserError:
-                pass
-        raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise UserError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise UserError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise UserError(f"{where}: unsupported value {value!r}")  # pragma: no cover
-
-
-def _unknown(key: str, allowed: list[str], where: str) -> UserError:
-    near = difflib.get_close_matches(key, allowed, n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
-    return UserError(f"{where}: unknown field {key!r}{hint}; allowed: {', '.join(allowed)}")
-
-
-def _section(
-    cls: Any,
-    table: Any,
-    where: str,
-    *,
-    skip: tuple[str, ...] = (),
-    special: Mapping[str, Any] = {},
-    check: bool = True,
-) -> Any:
-    if not isinstance(table, Mapping):
-        raise UserError(f"{where}: expected a table of fields, got {table!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in names:
-            raise _unknown(key, names, where)
-        if key in special:
-            kwargs[key] = special[key](value, f"{where}.{key}")
-        else:
-            kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    try:
-        obj = cls(**kwargs)
-    except UserError as e:
-        raise UserError(f"{where}: {e}") from None
-    if check and hasattr(obj, "check"):
-        obj.check(where)
-    return obj
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -245,12 +164,12 @@ def study_config_from_dict(data: Mapping[str, Any], path: Path | None = None) ->
         raise UserError(f"{f}: schema_version: this placement-search reads version {SCHEMA_VERSION}, got {version!r}")
     for key in data:
         if key not in _TOP:
-            raise _unknown(key, sorted(_TOP), f)
+            raise unknown_field(key, sorted(_TOP), f)
     kw: dict[str, Any] = {"path": path.resolve() if path else None}
     kw.update(_top_level(data, f, path, base))
     kw.update(_tables(data, f, base))
     if "repeats" in data:
-        repeats = _coerce(data["repeats"], int, f"{f}: repeats")
+        repeats = coerce(data["repeats"], int, f"{f}: repeats")
         if not 1 <= repeats <= 100:
             raise UserError(f"{f}: repeats: expected trainer seeds per placement in [1, 100], got {repeats}")
         kw["repeats"] = repeats
@@ -277,14 +196,14 @@ def _top_level(data: Mapping[str, Any], f: str, path: Path | None, base: Path) -
     kw: dict[str, Any] = {"name": check_study_name(data.get("name", path.stem if path else None), f"{f}: name")}
     if "space" not in data:
         raise UserError(f"{f}: space: missing; name a shipped space (e.g. 'tiny', 'inception') or a .toml path")
-    space = _coerce(data["space"], str, f"{f}: space")
+    space = coerce(data["space"], str, f"{f}: space")
     if space.endswith(".toml") and not Path(space).is_absolute():
         space = str((base / space).resolve())
     kw["space"] = space
     if "description" in data:
-        kw["description"] = _coerce(data["description"], str, f"{f}: description")
+        kw["description"] = coerce(data["description"], str, f"{f}: description")
     if "storage" in data:
-        url = check_storage_url(_coerce(data["storage"], str, f"{f}: storage"), f"{f}: storage")
+        url = check_storage_url(coerce(data["storage"], str, f"{f}: storage"), f"{f}: storage")
         kw["storage"] = storage_relative_to(url, base)
     sampler = data.get("sampler", "tpe")
     if sampler not in SAMPLERS:
@@ -294,12 +213,12 @@ def _top_level(data: Mapping[str, Any], f: str, path: Path | None, base: Path) -
     if not isinstance(opts, Mapping):
         raise UserError(f"{f}: sampler_options: expected a table, got {opts!r}")
     kw["sampler_options"] = dict(opts)
-    seed = _coerce(data.get("seed", 0), int, f"{f}: seed")
+    seed = coerce(data.get("seed", 0), int, f"{f}: seed")
     if not 0 <= seed < 2**32:
         raise UserError(f"{f}: seed: expected an integer in [0, 2^32), got {seed}")
     kw["seed"] = seed
     if "trials" in data:
-        trials = _coerce(data["trials"], int, f"{f}: trials")
+        trials = coerce(data["trials"], int, f"{f}: trials")
         if trials < 1:
             raise UserError(f"{f}: trials: expected a positive integer, got {trials}")
         kw["trials"] = trials
@@ -329,26 +248,26 @@ def _objectives(objectives: Any, f: str) -> tuple[str, ...]:
 
 def _tables(data: Mapping[str, Any], f: str, base: Path) -> dict[str, Any]:
     """The study file's tables: [target], [data], [proxy], [constraints], ..., [artifacts]."""
-    kw: dict[str, Any] = {"target": _section(TargetInput, data.get("target", {}), f"{f}: [target]")}
-    data_cfg = _section(DataConfig, data.get("data", {}), f"{f}: [data]", check=False).resolved(base)
+    kw: dict[str, Any] = {"target": from_table(TargetInput, data.get("target", {}), f"{f}: [target]")}
+    data_cfg = from_table(DataConfig, data.get("data", {}), f"{f}: [data]", check=False).resolved(base)
     data_cfg.check(f"{f}: [data]")
     kw["data"] = data_cfg
     proxy_table = data.get("proxy", {})
     if isinstance(proxy_table, Mapping) and "evaluator" in proxy_table:
         proxy_table = dict(proxy_table)
         kw["evaluator"] = _evaluator(proxy_table.pop("evaluator"), f"{f}: [proxy] evaluator", base)
-    kw["proxy"] = _section(ProxyBudget, proxy_table, f"{f}: [proxy]", skip=("threads",))
-    kw["constraints"] = _section(
+    kw["proxy"] = from_table(ProxyBudget, proxy_table, f"{f}: [proxy]", skip=("threads",))
+    kw["constraints"] = from_table(
         Constraints,
         data.get("constraints", {}),
         f"{f}: [constraints]",
         special={"max_macs": parse_count, "max_params": parse_count, "max_latency_ms": _positive_float},
     )
-    kw["early_stopping"] = _section(EarlyStopping, data.get("early_stopping", {}), f"{f}: [early_stopping]")
-    kw["ray"] = _section(RayConfig, data.get("ray", {}), f"{f}: [ray]", special={"object_store_memory": parse_count})
-    kw["resources"] = _section(Resources, data.get("resources", {}), f"{f}: [resources]")
-    kw["latency"] = _section(LatencyConfig, data.get("latency", {}), f"{f}: [latency]")
-    art = _section(ArtifactsConfig, data.get("artifacts", {}), f"{f}: [artifacts]")
+    kw["early_stopping"] = from_table(EarlyStopping, data.get("early_stopping", {}), f"{f}: [early_stopping]")
+    kw["ray"] = from_table(RayConfig, data.get("ray", {}), f"{f}: [ray]", special={"object_store_memory": parse_count})
+    kw["resources"] = from_table(Resources, data.get("resources", {}), f"{f}: [resources]")
+    kw["latency"] = from_table(LatencyConfig, data.get("latency", {}), f"{f}: [latency]")
+    art = from_table(ArtifactsConfig, data.get("artifacts", {}), f"{f}: [artifacts]")
     if art.path is not None and not Path(art.path).expanduser().is_absolute():
         art = dataclasses.replace(art, path=str((base / Path(art.path).expanduser()).resolve()))
     kw["artifacts"] = art
@@ -373,7 +292,7 @@ def _fidelity(table: Any, where: str, proxy: ProxyBudget, proxy_table: Any, repe
     allowed = ["steps", "promote", "seeds_at_top", "margin"]
     for key in table:
         if key not in allowed:
-            raise _unknown(key, allowed, where)
+            raise unknown_field(key, allowed, where)
     steps = table.get("steps")
     if (
         not isinstance(steps, list)
@@ -392,7 +311,7 @@ def _fidelity(table: Any, where: str, proxy: ProxyBudget, proxy_table: Any, repe
             f"and [fidelity] steps start at {steps[0]}: leave [proxy] steps out"
         )
     promote = _fraction(table.get("promote", "1/3"), f"{where}.promote")
-    seeds = _coerce(table.get("seeds_at_top", repeats), int, f"{where}.seeds_at_top")
+    seeds = coerce(table.get("seeds_at_top", repeats), int, f"{where}.seeds_at_top")
     if not 1 <= seeds <= 100:
         raise UserError(f"{where}.seeds_at_top: expected trainer seeds in [1, 100], got {seeds}")
     margin_v = table.get("margin", 0.0)
@@ -408,7 +327,7 @@ def _fidelity(table: Any, where: str, proxy: ProxyBudget, proxy_table: Any, repe
 
 def _evaluator(value: Any, where: str, base: Path) -> str:
     """``"table:PATH"`` (a ground-truth table CSV, relative to the study file) or ``"train"``."""
-    text = _coerce(value, str, where)
+    text = coerce(value, str, where)
     if text == "train":
         return text
     if not text.startswith("table:") or not text[len("table:") :].strip():
@@ -442,7 +361,7 @@ def _table_config(table: Any, where: str, proxy: ProxyBudget, data: DataConfig, 
     allowed = ["choices", "seeds", "reference"]
     for key in table:
         if key not in allowed:
-            raise _unknown(key, allowed, where)
+            raise unknown_field(key, allowed, where)
     choices = None
     if "choices" in table:
         c = table["choices"]
@@ -464,11 +383,11 @@ def _table_config(table: Any, where: str, proxy: ProxyBudget, data: DataConfig, 
             if key == "seeds":
                 continue
             if key in data_fields:
-                overrides_d[key] = _coerce(value, int, f"{w}.{key}")
+                overrides_d[key] = coerce(value, int, f"{w}.{key}")
             elif key in proxy_fields:
-                overrides_p[key] = _coerce(value, hints[key], f"{w}.{key}")
+                overrides_p[key] = coerce(value, hints[key], f"{w}.{key}")
             else:
-                raise _unknown(key, ["seeds", *proxy_fields, *data_fields], w)
+                raise unknown_field(key, ["seeds", *proxy_fields, *data_fields], w)
         try:
             rproxy = dataclasses.replace(proxy, **overrides_p)
         except UserError as e:
@@ -480,7 +399,7 @@ def _table_config(table: Any, where: str, proxy: ProxyBudget, data: DataConfig, 
 
 
 def _positive_float(value: Any, where: str) -> float:
-    v = _coerce(value, float, where)
+    v = coerce(value, float, where)
     if v <= 0:
         raise UserError(f"{where}: expected a positive number, got {value!r}")
     return v
@@ -493,8 +412,8 @@ def _check_sampler_options(cfg: StudyConfig, f: str) -> None:
         if key not in allowed:
             if not allowed:
                 raise UserError(f"{where}: sampler {cfg.sampler!r} takes no options")
-            raise _unknown(key, sorted(allowed), f"{f}: sampler_options (sampler {cfg.sampler!r})")
-        v = _coerce(value, allowed[key], where)
+            raise unknown_field(key, sorted(allowed), f"{f}: sampler_options (sampler {cfg.sampler!r})")
+        v = coerce(value, allowed[key], where)
         if allowed[key] is int and v < 1:
             raise UserError(f"{where}: expected a positive integer, got {v}")
         if allowed[key] is float and not 0.0 <= v <= 1.0:
