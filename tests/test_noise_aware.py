@@ -474,3 +474,19 @@ def test_ladder_does_not_ask_again_for_a_run_over_a_latency_budget():
     lad = Ladder(Fidelity(steps=(10,), promote=1.0, seeds_at_top=2), base_seed=0)
     runs = {"a": [Run(10, 0, "ok", 0.5), Run(10, 1, "infeasible")]}
     assert lad.next(runs, {"a": [1.0]}) is None
+
+
+def test_promote_reads_the_space_the_study_stored_not_the_file(replay, tmp_path, ray_local, capsys):
+    """The space file has moved since the search: promote builds the study's space from the text
+    the study stored, as export does."""
+    from placement_search.cli import main
+
+    url = sqlite_url(tmp_path)
+    path = replay(trials=8, sampler="random")
+    cfg = load_study_config(path)
+    SearchDriver(cfg, storage=url, executor="inline").run()
+    Path(cfg.space).rename(Path(cfg.space).with_suffix(".moved"))
+    assert main(["promote", "--storage", url, "--study", "small", "--top", "2", "--seeds", "2"]) == 0
+    assert capsys.readouterr().out.count("queued: ") == 2  # a second seed for each of the two
+    rows = pareto_rows(_study(url))
+    assert any(r["runs"] == 2 for r in rows)

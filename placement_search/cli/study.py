@@ -246,7 +246,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage, create=False)
     study = load_study(storage, args.study)
     cfg = stored_study_config(study.user_attrs.get("config"), f"study {args.study!r}")
-    space, _, _ = study_space(study)
+    space, space_text, _ = study_space(study)
     queued = queue_promotions(study, cfg, space, top=args.top, seeds=args.seeds, steps=args.steps)
     if not queued:
         print(f"nothing to queue: the top {args.top} placements already have {args.seeds} run(s) at that budget")
@@ -270,6 +270,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
         on_event=Progress(),
         publish_figures=push_dashboard_figures,
         queued_only=True,
+        space=space,
+        space_text=space_text,
     )
     result = driver.run()
     print(f"stopped: {result.stop_reason} after {result.elapsed_s:.0f} s", flush=True)

@@ -137,6 +137,9 @@ class SearchDriver(Concluding):
             cache build`` builds it ahead).
         ray_dashboard: serve Ray's dashboard on ``127.0.0.1`` at this port (a new local Ray
             instance; needs ``ray[default]``).
+        space, space_text: the study's search space and the space file's text, as a resumed study
+            stored them (default: the space ``cfg.space`` names, read now). ``promote`` passes
+            them, so that a study whose space file has moved can still be promoted.
     """
 
     def __init__(
@@ -156,6 +159,8 @@ class SearchDriver(Concluding):
         queued_only: bool = False,
         build_cache: bool = False,
         ray_dashboard: int | None = None,
+        space: SearchSpace | None = None,
+        space_text: str | None = None,
     ) -> None:
         self.trial_fn = trial_fn
         self.build_cache = build_cache
@@ -175,9 +180,12 @@ class SearchDriver(Concluding):
         self.probe: LatencyProbe | None = None
         self.on_event = on_event or (lambda kind, info: None)
         self.faults = faults if faults is not None else json.loads(os.environ.get("PLACEMENT_SEARCH_FAULTS", "{}"))
-        self.space: SearchSpace = load_space(cfg.space)
-        path = self.space.path
-        self.space_text = Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
+        if space is not None:  # the study's own space, from the text it stored (`promote`)
+            self.space, self.space_text = space, space_text
+        else:
+            self.space = load_space(cfg.space)
+            path = self.space.path
+            self.space_text = Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
         self.first = resolve_evaluate_first(cfg, self.space)
         # compute at the target and proxy inputs, for every placement, from per-link tables
         self.costs = StudyCosts(cfg, self.space)
