@@ -270,7 +270,9 @@ def _upload(storage: Any, trial_id: int, files: Sequence[tuple[str, bytes, str]]
 
     from optuna.artifacts import upload_artifact
 
-    trial = storage.get_trial(trial_id)
+    # upload_artifact needs only the trial's id from a FrozenTrial: a handle, not the whole trial
+    # read back from storage (params, attributes, curves: the largest cost of an upload)
+    trial = _handle(trial_id)
     with tempfile.TemporaryDirectory(prefix="placement-search-") as tmp:
         for filename, data, mimetype in files:
             path = Path(tmp) / filename
@@ -282,6 +284,28 @@ def _upload(storage: Any, trial_id: int, files: Sequence[tuple[str, bytes, str]]
                 storage=storage,
                 mimetype=mimetype,
             )
+
+
+def _handle(trial_id: int) -> Any:
+    """A FrozenTrial that stands for stored trial ``trial_id`` where only its id is read."""
+    import datetime as _dt
+
+    from optuna.trial import FrozenTrial, TrialState
+
+    return FrozenTrial(
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        values=None,
+        datetime_start=_dt.datetime.now(),
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=trial_id,
+    )
 
 
 def stored_result(trial: Any) -> dict[str, Any] | None:
