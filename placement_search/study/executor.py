@@ -323,8 +323,8 @@ class RayExecutor(Executor):
             )
         if payload.get("build_cache"):
             todo = [i for i, r in enumerate(reports) if r.node and any(not c["ready"] for c in r.caches)]
+            log = logging.getLogger("placement_search.cache")
             for k, i in enumerate(todo, 1):  # one node at a time: a shared cache folder is built once
-                log = logging.getLogger("placement_search.cache")
                 log.warning("decoded-clip cache: %s (%d of %d nodes to build) ...", reports[i].name, k, len(todo))
                 node = reports[i].node
                 assert node is not None

@@ -67,7 +67,6 @@ class LatencyProbe:
         #: trials waiting for their placement's latency
         self.parked: list[Any] = []
         self.handle: Any = None
-        self.waves = 0
         #: the running wave: when it started (wall clock) and how many placements it times
         self.started_at = 0.0
         self.todo = 0
@@ -91,7 +90,6 @@ class LatencyProbe:
         todo = {fl.key: fl.spec["placement"] for fl in self.parked if fl.key not in self.known}
         self.started_at, self.todo = time.time(), len(todo)
         self.handle = self.executor.measure(measure_latencies, {**self.base, "placements": todo})
-        self.waves += 1
 
     def owns(self, handle: Any) -> bool:
         return self.handle is not None and handle is self.handle
