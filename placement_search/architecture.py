@@ -31,16 +31,15 @@ so the network rebuilds without the study, its storage or the space file::
      "files": {"model.onnx": {"format": "onnx", "input": [...], "num_classes", "weights", ...}, ...}}
 
 :func:`load_architecture` rebuilds the ``nn.Module`` from it (:func:`read_architecture`
-validates it); weights load only from ``weights.safetensors``.
+validates it, in :mod:`placement_search.arch_json` with the schema's constants; all re-exported
+here); weights load only from ``weights.safetensors``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +47,21 @@ import torch
 from torch import nn
 
 from ._version import __version__
-from .cost import Cost, meta_build
+from .arch_json import (
+    ARCH_FILE,
+    ARCH_FORMAT,
+    ARCH_SCHEMA_VERSION,
+    CARD_FILE,
+    CONVENTION,
+    WEIGHTS_FILE,
+    Architecture,
+    parse_architecture,
+    read_architecture,
+)
+from .cost import meta_build
 from .errors import UserError
 from .placement import Placement
-from .space import SearchSpace, space_from_dict
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .space import SearchSpace
 
 __all__ = [
     "ARCH_FILE",
@@ -73,168 +78,6 @@ __all__ = [
     "read_architecture",
     "read_safetensors",
 ]
-
-ARCH_SCHEMA_VERSION = 1
-ARCH_FORMAT = "placement-search architecture"
-ARCH_FILE = "arch.json"
-CARD_FILE = "MODEL_CARD.md"
-WEIGHTS_FILE = "weights.safetensors"
-CONVENTION = "MACs = multiply-adds of conv and linear layers at batch 1; FLOPs = 2 x MACs"
-
-
-# -- reading ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Architecture:
-    """A validated ``arch.json`` (see :func:`read_architecture`).
-
-    Attributes:
-        path: the ``arch.json`` file.
-        data: the whole document.
-        space: the search space rebuilt from the document's space file text.
-        placement: the placement, checked against the space.
-    """
-
-    path: Path
-    data: dict[str, Any]
-    space: SearchSpace
-    placement: Placement
-
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
-
-    @property
-    def num_classes(self) -> int:
-        """Classifier width the architecture was exported for (the study's target classes)."""
-        return int(self.data["num_classes"])
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int, int]:
-        """The target clip, ``(1, C, T, H, W)``."""
-        i = self.data["input"]
-        return (1, int(i["channels"]), int(i["frames"]), int(i["size"]), int(i["size"]))
-
-    def build(self, num_classes: int | None = None) -> nn.Module:
-        """The ``nn.Module``, randomly initialised."""
-        return self.space.build(self.placement, num_classes=self.num_classes if num_classes is None else num_classes)
-
-    def cost(self, num_classes: int | None = None) -> Cost:
-        """Params, MACs and FLOPs at the target input, counted on the rebuilt model."""
-        _, _, frames, size, _ = self.input_shape
-        n = self.num_classes if num_classes is None else num_classes
-        return self.space.cost(self.placement, frames=frames, size=size, num_classes=n)
-
-
-def _field(table: Mapping[str, Any], key: str, kind: type, f: str, prefix: str = "") -> Any:
-    """``table[key]``, required, of type ``kind`` (int excludes bool); errors name the file and field."""
-    names = {dict: "an object", str: "a string", int: "an integer", list: "a list"}
-    if key not in table:
-        raise UserError(f"{f}: missing field {prefix + key!r} (expected {names.get(kind, kind.__name__)})")
-    value = table[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UserError(f"{f}: {prefix + key}: expected {names.get(kind, kind.__name__)}, got {value!r}")
-    return value
-
-
-def _positive_field(table: Mapping[str, Any], key: str, f: str, prefix: str = "") -> int:
-    value = _field(table, key, int, f, prefix)
-    if value < 1:
-        raise UserError(f"{f}: {prefix + key}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def read_architecture(path: str | Path) -> Architecture:
-    """Read and validate an exported ``arch.json``.
-
-    Args:
-        path: the exported folder, or its ``arch.json``.
-
-    Raises:
-        UserError: naming the file and what is wrong: not JSON, an unknown schema version, a
-            missing field, a space file that does not load, a placement that does not fit its space.
-    """
-    p = Path(path)
-    file = p / ARCH_FILE if p.is_dir() else p
-    if not file.is_file():
-        if p.is_dir():
-            raise UserError(
-                f"{p}: no {ARCH_FILE} in this folder (expected a folder written by placement-search export)"
-            )
-        raise UserError(f"{p}: no such file or folder (expected an exported architecture folder or its {ARCH_FILE})")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{file}: cannot read the file: {e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{file}: not valid JSON ({e}); export the architecture again") from None
-    return parse_architecture(data, file)
-
-
-def parse_architecture(data: Any, file: str | Path = ARCH_FILE) -> Architecture:
-    """Validate a parsed ``arch.json`` document (``file`` names it in errors)."""
-    f = str(file)
-    if not isinstance(data, dict):
-        raise UserError(f"{f}: expected a JSON object, got {type(data).__name__}")
-    if "schema_version" not in data:
-        raise UserError(
-            f"{f}: missing field 'schema_version' (expected {ARCH_SCHEMA_VERSION}); "
-            "is this an arch.json written by placement-search export?"
-        )
-    version = data["schema_version"]
-    if type(version) is not int or version != ARCH_SCHEMA_VERSION:
-        newer = type(version) is int and version > ARCH_SCHEMA_VERSION
-        raise UserError(
-            f"{f}: schema_version: expected {ARCH_SCHEMA_VERSION}, got {version!r}"
-            + (
-                f" (written by a newer placement-search than {__version__}: upgrade it to load this file)"
-                if newer
-                else " (not an arch.json this version of placement-search can read)"
-            )
-        )
-    fmt = _field(data, "format", str, f)
-    if fmt != ARCH_FORMAT:
-        raise UserError(f"{f}: format: expected {ARCH_FORMAT!r}, got {fmt!r}")
-
-    space_table = _field(data, "space", dict, f)
-    space_name = _field(space_table, "name", str, f, "space.")
-    toml_text = _field(space_table, "toml", str, f, "space.")
-    try:
-        space_data = tomllib.loads(toml_text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{f}: space.toml: not valid TOML: {e}") from None
-    try:
-        space = space_from_dict(space_data, None)
-    except UserError as e:
-        raise UserError(f"{f}: space.toml: {str(e).removeprefix('<space>: ')}") from None
-    if space.name != space_name:
-        raise UserError(f"{f}: space.name is {space_name!r} but space.toml defines space {space.name!r}")
-
-    backbone_table = _field(data, "backbone", dict, f)
-    backbone_name = _field(backbone_table, "name", str, f, "backbone.")
-    backbone_args = _field(backbone_table, "args", dict, f, "backbone.")
-    placement = Placement.from_dict(_field(data, "placement", dict, f), f"{f}: placement")
-    placement = space.validate(placement, f"{f}: placement")
-    backbone = space.backbone_for(placement, f"{f}: placement")
-    expected_args = json.loads(json.dumps(backbone.args_dict()))
-    if backbone_name != backbone.name or backbone_args != expected_args:
-        raise UserError(
-            f"{f}: backbone: {backbone_name!r} with args {backbone_args} does not match the backbone of space.toml "
-            f"and the placement ({backbone.name!r} with args {expected_args})"
-        )
-
-    _positive_field(data, "num_classes", f)
-    inp = _field(data, "input", dict, f)
-    channels = _positive_field(inp, "channels", f, "input.")
-    for key in ("frames", "size"):
-        _positive_field(inp, key, f, "input.")
-    expected_channels = space.input_shape()[1]
-    if channels != expected_channels:
-        raise UserError(f"{f}: input.channels: the backbone takes {expected_channels}-channel clips, got {channels}")
-    return Architecture(Path(file), data, space, placement)
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -377,13 +220,24 @@ def _pct(x: Any) -> str:
 def model_card(arch: Mapping[str, Any]) -> str:
     """``MODEL_CARD.md`` for an ``arch.json`` document (rendered from the document alone)."""
     prov = arch.get("provenance", {})
-    proxy = arch.get("proxy", {})
-    cost = arch.get("cost", {})
-    inp = arch["input"]
     files = arch.get("files", {})
+    inp = arch["input"]
+    clip = f"{inp['frames']} frames of {inp['size']}x{inp['size']} px, {inp['channels']} channels"
+    lines = [
+        *_card_intro(arch, prov, clip),
+        *_card_compute(arch.get("cost", {}), clip, arch["num_classes"]),
+        *_card_proxy(arch.get("proxy", {})),
+        *_card_files(files),
+        *_card_load(arch, prov.get("trial"), files),
+        *_card_provenance(prov),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _card_intro(arch: Mapping[str, Any], prov: Mapping[str, Any], clip: str) -> list[str]:
+    """The title, what the network is, and its placement position by position."""
     study, trial = prov.get("study"), prov.get("trial")
     named = f" (`{arch['named']}`)" if arch.get("named") else ""
-    clip = f"{inp['frames']} frames of {inp['size']}x{inp['size']} px, {inp['channels']} channels"
     lines = [
         f"# {study} / trial {trial}: `{arch.get('placement_string', '')}`{named}",
         "",
@@ -401,9 +255,13 @@ def model_card(arch: Mapping[str, Any]) -> str:
         lines.append(f"| `{pos}` | {choice['op']} | {choice.get('kt', 1) if choice['op'] != '2d' else '-'} |")
     if arch["placement"].get("backbone"):
         lines += ["", f"Backbone overrides: `{json.dumps(arch['placement']['backbone'])}`."]
-    lines += [
+    return lines
+
+
+def _card_compute(cost: Mapping[str, Any], clip: str, num_classes: Any) -> list[str]:
+    return [
         "",
-        f"## Compute at the target input ({clip}, {arch['num_classes']} classes, batch 1)",
+        f"## Compute at the target input ({clip}, {num_classes} classes, batch 1)",
         "",
         "| | |",
         "|---|---|",
@@ -412,10 +270,12 @@ def model_card(arch: Mapping[str, Any]) -> str:
         f"| FLOPs | {_g(cost.get('flops', 0))} ({cost.get('flops', 0):,}) |",
         "",
         f"{cost.get('convention', CONVENTION)}.",
-        "",
-        "## Proxy accuracy",
-        "",
     ]
+
+
+def _card_proxy(proxy: Mapping[str, Any]) -> list[str]:
+    """The proxy run's accuracy, and what it is not."""
+    lines = ["", "## Proxy accuracy", ""]
     budget = proxy.get("budget") or {}
     data = proxy.get("data") or {}
     pin = proxy.get("input") or {}
@@ -431,22 +291,28 @@ def model_card(arch: Mapping[str, Any]) -> str:
         )
     else:
         lines.append(f"Not measured (trial status `{proxy.get('status')}`).")
-    lines += [
+    return [
+        *lines,
         "",
         "Proxy accuracy ranks placements against each other within this study; it is not the accuracy "
         "this network reaches when trained in full.",
+    ]
+
+
+def _card_files(files: Mapping[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Files",
         "",
         f"- `{ARCH_FILE}`: the space file, backbone arguments and placement; rebuilds the network.",
         f"- `{CARD_FILE}`: this card.",
     ]
-    for name, info in files.items():
-        if name == CARD_FILE:
-            continue
-        what = info.get("description", "")
-        lines.append(f"- `{name}`: {what}")
-    lines += [
+    return lines + [f"- `{name}`: {info.get('description', '')}" for name, info in files.items() if name != CARD_FILE]
+
+
+def _card_load(arch: Mapping[str, Any], trial: Any, files: Mapping[str, Any]) -> list[str]:
+    """How to rebuild the network (and load its proxy weights, when the folder has them)."""
+    lines = [
         "",
         "## Load",
         "",
@@ -462,11 +328,17 @@ def model_card(arch: Mapping[str, Any]) -> str:
         lines.append(
             f'model = load_architecture("path/to/trial-{trial:04d}", num_classes={n}, weights=True)  # the proxy weights'
         )
-    lines += ["```", "", "## Provenance", ""]
-    lines.append(
-        f"- study `{study}`, trial {trial}"
-        + (f" (reuses trial {prov['reused_from']})" if prov.get("reused_from") is not None else "")
-    )
+    return [*lines, "```"]
+
+
+def _card_provenance(prov: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Provenance",
+        "",
+        f"- study `{prov.get('study')}`, trial {prov.get('trial')}"
+        + (f" (reuses trial {prov['reused_from']})" if prov.get("reused_from") is not None else ""),
+    ]
     for key, label in (
         ("storage", "storage"),
         ("objectives", "objectives"),
@@ -480,4 +352,4 @@ def model_card(arch: Mapping[str, Any]) -> str:
             value = ", ".join(f"{o.get('name')} ({o.get('direction')}) = {o.get('value')}" for o in value)
         if value is not None:
             lines.append(f"- {label}: {value}")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("_version", "errors", "fields", "limits", "devices", "progressbar", "pareto")),
     ("vocabulary", ("ops", "placement", "cost")),
     ("backbones", ("backbones",)),
-    ("models and data", ("enumerate", "space", "catalog", "latency", "architecture", "train", "data")),
+    ("models and data", ("enumerate", "space", "catalog", "latency", "arch_json", "architecture", "train", "data")),
     ("ground-truth table as data", ("table",)),
     ("running studies", ("study",)),
     ("looking at studies", ("inspect",)),
