@@ -13,7 +13,7 @@ named only from the trial number::
 
 ``arch.json`` (its schema, the model card and :func:`~placement_search.architecture.load_architecture`)
 belongs to :mod:`placement_search.architecture`, which rebuilds the network with torch alone;
-this module reads the study and writes the folders.
+this module reads the study and writes the folders, each trial checked first by :mod:`.export_plan`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import datetime as _dt
 import json
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -46,26 +45,13 @@ from ..architecture import (
     model_card,
     read_safetensors,
 )
-from ..cost import Cost, meta_build
+from ..cost import meta_build
 from ..errors import UserError
 from ..placement import Placement
 from ..space import SearchSpace
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
-
+from .export_plan import ExportPlan, plan_export
 from .formats import TOLERANCE, digest, first_line, onnx_export, require_onnx, torchscript
-from .study_source import (
-    StudySource,
-    artifacts_of,
-    open_source,
-    proxy_classes,
-    read_artifact,
-    select_trials,
-    weights_header,
-)
+from .study_source import StudySource, open_source, read_artifact, select_trials
 
 __all__ = ["FORMATS", "ExportedArchitecture", "export_study", "parse_formats"]
 
@@ -107,87 +93,7 @@ class ExportedArchitecture:
         return d
 
 
-@dataclass
-class _Plan:
-    trial: Any  # the FrozenTrial asked for
-    source: Any  # the FrozenTrial that was trained (itself unless it reused another)
-    placement: Placement
-    cost: Cost
-    artifacts: dict[str, str]  # filename -> artifact id, of the source trial
-    folder: Path
-    proxy_classes: int | None
-
-
-def _plan(info: StudySource, trial: Any, out: Path, weights: bool, overwrite: bool, any_status: bool = False) -> _Plan:
-    from optuna.trial import TrialState
-
-    from ..study.records import trial_attrs, trial_status
-
-    n = trial.number
-    where = f"--trial {n}"
-    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
-        raise UserError(f"{where}: trial {n} is {trial.state.name.lower()}; export it once it has finished")
-    ua = trial_attrs(trial)
-    if not isinstance(ua.get("placement"), dict):
-        raise UserError(f"{where}: trial {n} recorded no placement (status {trial_status(trial)})")
-    status = trial_status(trial)
-    if status not in ("ok", "early_stopped", "reused") and not any_status:
-        reason = f": {ua['reason']}" if ua.get("reason") else ""
-        raise UserError(
-            f"{where}: trial {n} has no result (status {status}{reason}); its placement was not measured. "
-            "Export a trial that trained it (see `placement-search pareto`), or pass --any-status to export "
-            "the architecture anyway"
-        )
-    source = trial
-    if ua.get("status") == "reused":
-        src = ua.get("reused_from")
-        found = [t for t in info.study.get_trials(deepcopy=False) if t.number == src]
-        if not found:
-            raise UserError(f"{where}: trial {n} reuses trial {src!r}, which is not in study {info.name!r}")
-        source = found[0]
-    placement = info.space.validate(
-        Placement.from_dict(ua["placement"], f"trial {n}: placement"), f"trial {n}: placement"
-    )
-    cost = info.space.cost(placement, frames=info.frames, size=info.size, num_classes=info.num_classes)
-    recorded = (ua.get("macs"), ua.get("params"))
-    if recorded != (None, None) and recorded != (cost.macs, cost.params):
-        raise UserError(
-            f"{where}: trial {n} recorded {ua.get('macs')!r} MACs and {ua.get('params')!r} params at "
-            f"{info.frames}x{info.size}x{info.size}, but {info.space_note} gives {cost.macs:,} MACs and "
-            f"{cost.params:,} params: the space or the backbone code changed since the study ran; export with "
-            f"the placement-search version that ran it ({info.study.user_attrs.get('placement_search_version', '?')})"
-        )
-    artifacts = artifacts_of(info, source)
-    header = weights_header(info, artifacts[WEIGHTS_FILE]) if WEIGHTS_FILE in artifacts else None
-    shapes = header[0] if header else {}
-    if weights and header is None:
-        of = f"trial {n} (a reuse of trial {source.number})" if source is not trial else f"trial {n}"
-        if WEIGHTS_FILE in artifacts:
-            why = f"the {WEIGHTS_FILE} of {of} is missing from the artifact folder {info.artifact_dir}"
-        else:
-            why = (
-                f"{of} kept no proxy weights (status {trial_status(source)}; the study's [artifacts] keep_weights "
-                f"is {(info.config.get('artifacts') or {}).get('keep_weights', 'pareto')!r}: 'pareto' keeps the "
-                "weights of trials on the Pareto front when they finish)"
-            )
-        raise UserError(
-            f'--weights: {why}; set keep_weights = "all" in the study file\'s [artifacts] table to keep every '
-            "trial's weights, or export without --weights"
-        )
-    folder = out / f"trial-{n:04d}"
-    target = folder.resolve()
-    if not target.is_relative_to(out) or target.parent != out:
-        raise UserError(
-            f"-o {out}: {folder} resolves to {target}, outside the output folder; remove it or use another -o"
-        )
-    if folder.is_symlink():
-        raise UserError(f"-o {out}: {folder} is a symbolic link; remove it or use another -o")
-    if folder.exists() and not overwrite and (not folder.is_dir() or any(folder.iterdir())):
-        raise UserError(f"{folder} exists and is not empty; pass --overwrite to replace it")
-    return _Plan(trial, source, placement, cost, artifacts, folder, proxy_classes(info, info.space, placement, shapes))
-
-
-def _arch_record(info: StudySource, plan: _Plan) -> dict[str, Any]:
+def _arch_record(info: StudySource, plan: ExportPlan) -> dict[str, Any]:
     from ..study.records import trial_attrs, trial_status
 
     t, src = plan.trial, plan.source
@@ -285,9 +191,21 @@ def _build_for_export(space: SearchSpace, placement: Placement, num_classes: int
     return model.eval()
 
 
+@dataclass
+class _EagerCheck:
+    """The network to trace, the random clips it is checked on and eager PyTorch's output on them."""
+
+    model: nn.Module
+    x: torch.Tensor
+    ref: torch.Tensor
+    classes: int
+    frames: int
+    size: int
+
+
 def _write(
     info: StudySource,
-    plan: _Plan,
+    plan: ExportPlan,
     out: Path,
     formats: Sequence[str],
     weights: bool,
@@ -304,90 +222,17 @@ def _write(
     try:
         arch = _arch_record(info, plan)
         files: dict[str, dict[str, Any]] = arch["files"]
-        for name, description in _COPIED.items():
-            if name in plan.artifacts:
-                data = read_artifact(info, plan.artifacts[name])
-                if data is not None:
-                    (tmp / name).write_bytes(data)
-                    files[name] = {"description": description, **digest(data)}
+        _copy_artifacts(info, plan, tmp, files)
         state = None
         if weights:
             t = time.perf_counter()
-            data = read_artifact(info, plan.artifacts[WEIGHTS_FILE])
-            if data is None:  # pragma: no cover - checked by _plan
-                raise UserError(f"{where}: {WEIGHTS_FILE} disappeared from {info.artifact_dir}")
-            (tmp / WEIGHTS_FILE).write_bytes(data)
-            state, metadata = read_safetensors(tmp / WEIGHTS_FILE)
-            check_weights_placement(metadata, plan.placement, f"{where}: {WEIGHTS_FILE}")
-            if plan.proxy_classes is None:  # pragma: no cover - known from the weights' shapes
-                raise UserError(f"{where}: cannot tell the number of classes of {WEIGHTS_FILE}")
-            expected = meta_build(
-                info.space.backbone_for(plan.placement).build, plan.placement.as_dict(), num_classes=plan.proxy_classes
-            ).state_dict()
-            bad = sorted(set(expected) ^ set(state)) or [k for k in expected if expected[k].shape != state[k].shape]
-            if bad:
-                raise UserError(
-                    f"{where}: {WEIGHTS_FILE} does not fit the trial's placement (first mismatch: {bad[0]})"
-                )
-            files[WEIGHTS_FILE] = {
-                "description": f"the proxy-trained state dict ({plan.proxy_classes} classes: the proxy data's)",
-                "format": "safetensors",
-                "num_classes": plan.proxy_classes,
-                **digest(data),
-            }
+            state = _copy_weights(info, plan, tmp, files, where)
             seconds["weights"] = time.perf_counter() - t
         models = [f for f in formats if f in ("torchscript", "onnx")]
         if models:
-            classes = plan.proxy_classes if state is not None and plan.proxy_classes else info.num_classes
-            model = _build_for_export(info.space, plan.placement, classes, state)
-            frames, size = clip or (info.frames, info.size)
-            shape = (CHECK_BATCH, info.space.input_shape()[1], frames, size, size)
-            x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-            t = time.perf_counter()
-            with torch.no_grad():
-                try:
-                    ref = model(x)
-                except RuntimeError as e:
-                    raise UserError(f"--clip {frames}x{size}: too small for this network ({first_line(e)})") from None
-            seconds["eager"] = time.perf_counter() - t
-            common = {
-                "input": [1, shape[1], frames, size, size],
-                "num_classes": classes,
-                "weights": WEIGHTS_FILE if state is not None else "random (seed 0)",
-                "tolerance": TOLERANCE,
-            }
-            for fmt, name, fn in (("torchscript", TORCHSCRIPT_FILE, torchscript), ("onnx", ONNX_FILE, onnx_export)):
-                if fmt not in models:
-                    continue
-                t = time.perf_counter()
-                checked = (
-                    onnx_export(model, x, ref, tmp / name, where, _onnx_metadata(arch, classes, frames, size))
-                    if fmt == "onnx"
-                    else fn(model, x, ref, tmp / name, where)
-                )
-                what = "TorchScript (torch.jit.trace)" if fmt == "torchscript" else "ONNX (torch.onnx dynamo exporter)"
-                files[name] = {
-                    "description": f"{what} of the network with {common['weights']} weights, {classes} classes, "
-                    f"clips of {frames}x{size}x{size}; checked against eager PyTorch",
-                    "format": fmt,
-                    **common,
-                    **checked,
-                    **digest((tmp / name).read_bytes()),
-                }
-                seconds[fmt] = time.perf_counter() - t
-        files[CARD_FILE] = {"description": "this architecture's model card"}
-        card = model_card(arch).encode("utf-8")
-        (tmp / CARD_FILE).write_bytes(card)
-        files[CARD_FILE].update(digest(card))
-        (tmp / ARCH_FILE).write_text(json.dumps(arch, indent=2) + "\n", encoding="utf-8")
-        if plan.folder.exists() or plan.folder.is_symlink():
-            if not overwrite or plan.folder.is_symlink():  # pragma: no cover - checked by _plan
-                raise UserError(f"{plan.folder} exists; pass --overwrite to replace it")
-            if plan.folder.is_dir():
-                shutil.rmtree(plan.folder)
-            else:
-                plan.folder.unlink()
-        tmp.rename(plan.folder)
+            _write_models(info, plan, arch, tmp, models, clip, state, where, seconds)
+        _write_card_and_arch(arch, tmp)
+        _move_into_place(tmp, plan.folder, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -403,6 +248,124 @@ def _write(
         macs=plan.cost.macs,
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )
+
+
+def _copy_artifacts(info: StudySource, plan: ExportPlan, tmp: Path, files: dict[str, dict[str, Any]]) -> None:
+    """The trial artifacts copied as they are (:data:`_COPIED`), where the trial kept them."""
+    for name, description in _COPIED.items():
+        if name in plan.artifacts:
+            data = read_artifact(info, plan.artifacts[name])
+            if data is not None:
+                (tmp / name).write_bytes(data)
+                files[name] = {"description": description, **digest(data)}
+
+
+def _copy_weights(
+    info: StudySource, plan: ExportPlan, tmp: Path, files: dict[str, dict[str, Any]], where: str
+) -> dict[str, torch.Tensor]:
+    """Copy the proxy-trained weights, check they fit the placement, and return them."""
+    data = read_artifact(info, plan.artifacts[WEIGHTS_FILE])
+    if data is None:  # pragma: no cover - checked by plan_export
+        raise UserError(f"{where}: {WEIGHTS_FILE} disappeared from {info.artifact_dir}")
+    (tmp / WEIGHTS_FILE).write_bytes(data)
+    state, metadata = read_safetensors(tmp / WEIGHTS_FILE)
+    check_weights_placement(metadata, plan.placement, f"{where}: {WEIGHTS_FILE}")
+    if plan.proxy_classes is None:  # pragma: no cover - known from the weights' shapes
+        raise UserError(f"{where}: cannot tell the number of classes of {WEIGHTS_FILE}")
+    expected = meta_build(
+        info.space.backbone_for(plan.placement).build, plan.placement.as_dict(), num_classes=plan.proxy_classes
+    ).state_dict()
+    bad = sorted(set(expected) ^ set(state)) or [k for k in expected if expected[k].shape != state[k].shape]
+    if bad:
+        raise UserError(f"{where}: {WEIGHTS_FILE} does not fit the trial's placement (first mismatch: {bad[0]})")
+    files[WEIGHTS_FILE] = {
+        "description": f"the proxy-trained state dict ({plan.proxy_classes} classes: the proxy data's)",
+        "format": "safetensors",
+        "num_classes": plan.proxy_classes,
+        **digest(data),
+    }
+    return state
+
+
+def _eager_check(
+    info: StudySource, plan: ExportPlan, clip: tuple[int, int] | None, state: Any, seconds: dict[str, float]
+) -> _EagerCheck:
+    """The network (with the proxy weights, if copied) and its eager output on random clips."""
+    classes = plan.proxy_classes if state is not None and plan.proxy_classes else info.num_classes
+    model = _build_for_export(info.space, plan.placement, classes, state)
+    frames, size = clip or (info.frames, info.size)
+    shape = (CHECK_BATCH, info.space.input_shape()[1], frames, size, size)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    t = time.perf_counter()
+    with torch.no_grad():
+        try:
+            ref = model(x)
+        except RuntimeError as e:
+            raise UserError(f"--clip {frames}x{size}: too small for this network ({first_line(e)})") from None
+    seconds["eager"] = time.perf_counter() - t
+    return _EagerCheck(model, x, ref, classes, frames, size)
+
+
+def _write_models(
+    info: StudySource,
+    plan: ExportPlan,
+    arch: dict[str, Any],
+    tmp: Path,
+    models: Sequence[str],
+    clip: tuple[int, int] | None,
+    state: Any,
+    where: str,
+    seconds: dict[str, float],
+) -> None:
+    """TorchScript and ONNX (those in ``models``), each checked against eager PyTorch."""
+    check = _eager_check(info, plan, clip, state, seconds)
+    classes, frames, size = check.classes, check.frames, check.size
+    common = {
+        "input": [1, check.x.shape[1], frames, size, size],
+        "num_classes": classes,
+        "weights": WEIGHTS_FILE if state is not None else "random (seed 0)",
+        "tolerance": TOLERANCE,
+    }
+    for fmt, name in (("torchscript", TORCHSCRIPT_FILE), ("onnx", ONNX_FILE)):
+        if fmt not in models:
+            continue
+        t = time.perf_counter()
+        checked = (
+            onnx_export(check.model, check.x, check.ref, tmp / name, where, _onnx_metadata(arch, classes, frames, size))
+            if fmt == "onnx"
+            else torchscript(check.model, check.x, check.ref, tmp / name, where)
+        )
+        what = "TorchScript (torch.jit.trace)" if fmt == "torchscript" else "ONNX (torch.onnx dynamo exporter)"
+        arch["files"][name] = {
+            "description": f"{what} of the network with {common['weights']} weights, {classes} classes, "
+            f"clips of {frames}x{size}x{size}; checked against eager PyTorch",
+            "format": fmt,
+            **common,
+            **checked,
+            **digest((tmp / name).read_bytes()),
+        }
+        seconds[fmt] = time.perf_counter() - t
+
+
+def _write_card_and_arch(arch: dict[str, Any], tmp: Path) -> None:
+    """The model card, then ``arch.json`` (which lists the card with its digest)."""
+    files = arch["files"]
+    files[CARD_FILE] = {"description": "this architecture's model card"}
+    card = model_card(arch).encode("utf-8")
+    (tmp / CARD_FILE).write_bytes(card)
+    files[CARD_FILE].update(digest(card))
+    (tmp / ARCH_FILE).write_text(json.dumps(arch, indent=2) + "\n", encoding="utf-8")
+
+
+def _move_into_place(tmp: Path, folder: Path, overwrite: bool) -> None:
+    if folder.exists() or folder.is_symlink():
+        if not overwrite or folder.is_symlink():  # pragma: no cover - checked by plan_export
+            raise UserError(f"{folder} exists; pass --overwrite to replace it")
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        else:
+            folder.unlink()
+    tmp.rename(folder)
 
 
 def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
@@ -453,45 +416,16 @@ def export_study(
             by default asking for one is an error.
     """
     fmts = parse_formats(formats)
-    if "onnx" in fmts:
-        require_onnx()
-    if clip is not None and (len(clip) != 2 or min(clip) < 1):
-        raise UserError(f"--clip: expected positive FRAMES and SIZE, got {clip!r}")
+    _check_packages_and_clip(fmts, clip)
     info = open_source(storage, study)
     selected = select_trials(info, trials, pareto)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"-o {out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"-o {out}: cannot create the folder: {e}") from None
-    out = out.resolve()
-    if weights and info.artifact_store is None:
-        why = (
-            f"its artifact folder {info.artifact_dir} (study attribute artifact_dir) does not exist; was it moved?"
-            if info.artifact_dir
-            else "it kept no artifacts ([artifacts] enabled = false)"
-        )
-        raise UserError(f"--weights: study {info.name!r} has no stored weights: {why}")
-    try:  # a folder we cannot write to (read-only, /proc, a full disk) is found before any work
-        import tempfile
-
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise UserError(f"-o {out}: cannot write files there: {e.strerror or e}") from None
-    plans = [_plan(info, t, out, weights, overwrite, any_status) for t in selected]
+    out = _output_folder(out_dir)
+    if weights:
+        _check_weights_kept(info)
+    _check_writable(out)
+    plans = [plan_export(info, t, out, weights, overwrite, any_status) for t in selected]
     if any(f in fmts for f in ("torchscript", "onnx")):
-        from ..limits import check_memory, model_memory
-
-        frames, size = clip or (info.frames, info.size)
-        for plan in plans:
-            classes = plan.proxy_classes if weights and plan.proxy_classes else info.num_classes
-            cost = info.space.cost(plan.placement, frames=frames, size=size, num_classes=classes)
-            # tracing and the eager reference hold the activations of a CHECK_BATCH batch about twice
-            need = 2 * model_memory(cost, batch=CHECK_BATCH)
-            check_memory(need, f"tracing trial {plan.trial.number} at {frames}x{size}x{size}", "--clip")
+        _check_trace_memory(info, plans, weights, clip)
     results = []
     for plan in plans:
         try:
@@ -502,3 +436,60 @@ def export_study(
         if on_exported is not None:
             on_exported(result)
     return results
+
+
+def _check_packages_and_clip(fmts: Sequence[str], clip: tuple[int, int] | None) -> None:
+    """ONNX's packages are installed when asked for; ``clip`` is two positive sizes."""
+    if "onnx" in fmts:
+        require_onnx()
+    if clip is not None and (len(clip) != 2 or min(clip) < 1):
+        raise UserError(f"--clip: expected positive FRAMES and SIZE, got {clip!r}")
+
+
+def _output_folder(out_dir: str | Path) -> Path:
+    """``-o``, created if missing, as an absolute path."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"-o {out}: cannot create the folder: {e}") from None
+    return out.resolve()
+
+
+def _check_weights_kept(info: StudySource) -> None:
+    """``--weights`` needs the study's artifact folder."""
+    if info.artifact_store is None:
+        why = (
+            f"its artifact folder {info.artifact_dir} (study attribute artifact_dir) does not exist; was it moved?"
+            if info.artifact_dir
+            else "it kept no artifacts ([artifacts] enabled = false)"
+        )
+        raise UserError(f"--weights: study {info.name!r} has no stored weights: {why}")
+
+
+def _check_writable(out: Path) -> None:
+    """A folder we cannot write to (read-only, /proc, a full disk) is found before any work."""
+    try:
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UserError(f"-o {out}: cannot write files there: {e.strerror or e}") from None
+
+
+def _check_trace_memory(
+    info: StudySource, plans: Sequence[ExportPlan], weights: bool, clip: tuple[int, int] | None
+) -> None:
+    """Enough memory to trace each network at the clip size."""
+    from ..limits import check_memory, model_memory
+
+    frames, size = clip or (info.frames, info.size)
+    for plan in plans:
+        classes = plan.proxy_classes if weights and plan.proxy_classes else info.num_classes
+        cost = info.space.cost(plan.placement, frames=frames, size=size, num_classes=classes)
+        # tracing and the eager reference hold the activations of a CHECK_BATCH batch about twice
+        need = 2 * model_memory(cost, batch=CHECK_BATCH)
+        check_memory(need, f"tracing trial {plan.trial.number} at {frames}x{size}x{size}", "--clip")
