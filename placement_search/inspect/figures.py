@@ -216,18 +216,6 @@ def pareto_figure(data: dict[str, Any]) -> Any:
 
     fig = go.Figure()
     pts = data["points"]
-
-    def errors(ps: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-        if not any(p.get("accuracy_se") for p in ps):
-            return None
-        return {"type": "data", "array": [p.get("accuracy_se") or 0.0 for p in ps], "visible": True, "thickness": 1}
-
-    def hover(p: dict[str, Any]) -> str:
-        runs = p.get("runs") or 1
-        spread = f" ± {p['accuracy_se']:.1%} (s.e.)" if p.get("accuracy_se") else ""
-        at = f", {runs} run{'s' if runs > 1 else ''} at {p['steps']} steps" if p.get("steps") else ""
-        return f"trial {p['trial']}<br>{p['placement']}<br>accuracy {p['accuracy']:.1%}{spread}{at}"
-
     for label, color, symbol, sel in (
         ("evaluated", "#9aa5b1", "circle", [p for p in pts if not p["on_front"] and not p.get("candidate")]),
         ("candidates (lower budget only)", "#c8ced6", "circle-open", [p for p in pts if p.get("candidate")]),
@@ -238,11 +226,11 @@ def pareto_figure(data: dict[str, Any]) -> Any:
             go.Scatter(
                 x=[_gmacs(p["macs"]) for p in sel],
                 y=[p["accuracy"] for p in sel],
-                error_y=errors(sel),
+                error_y=_error_bars(sel),
                 mode="markers",
                 name=label,
                 marker={"color": color, "size": 7, "symbol": symbol},
-                text=[hover(p) for p in sel],
+                text=[_hover(p) for p in sel],
                 hovertemplate="%{text}<br>%{x:.3f} GMACs<extra></extra>",
             )
         )
@@ -251,12 +239,12 @@ def pareto_figure(data: dict[str, Any]) -> Any:
         go.Scatter(
             x=[_gmacs(p["macs"]) for p in front],
             y=[p["accuracy"] for p in front],
-            error_y=errors(front),
+            error_y=_error_bars(front),
             mode="lines+markers",
             line={"shape": "hv", "color": "#d62728"},
             marker={"size": 9},
             name="Pareto front",
-            text=[hover(p) for p in front],
+            text=[_hover(p) for p in front],
             hovertemplate="%{text}<br>%{x:.3f} GMACs<extra></extra>",
         )
     )
@@ -276,16 +264,33 @@ def pareto_figure(data: dict[str, Any]) -> Any:
         )
     _label_ends(fig, front)
     fig.update_layout(
-        title=f"Pareto front: proxy accuracy vs MACs at {data.get('target_input') or 'the target input'}"
-        + (
-            f" (accuracy at {data['top_steps']} steps, mean ± s.e. of its runs)"
-            if any(p.get("accuracy_se") for p in pts) and data.get("top_steps")
-            else ""
-        ),
+        title=_pareto_title(data),
         xaxis_title="GMACs (multiply-adds, batch 1; FLOPs = 2 x MACs)",
         yaxis={"title": {"text": "proxy top-1 accuracy"}, "tickformat": ".0%"},
     )
     return fig
+
+
+def _error_bars(ps: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Plotly error bars of the points' standard errors (none when no point has one)."""
+    if not any(p.get("accuracy_se") for p in ps):
+        return None
+    return {"type": "data", "array": [p.get("accuracy_se") or 0.0 for p in ps], "visible": True, "thickness": 1}
+
+
+def _hover(p: dict[str, Any]) -> str:
+    runs = p.get("runs") or 1
+    spread = f" ± {p['accuracy_se']:.1%} (s.e.)" if p.get("accuracy_se") else ""
+    at = f", {runs} run{'s' if runs > 1 else ''} at {p['steps']} steps" if p.get("steps") else ""
+    return f"trial {p['trial']}<br>{p['placement']}<br>accuracy {p['accuracy']:.1%}{spread}{at}"
+
+
+def _pareto_title(data: dict[str, Any]) -> str:
+    return f"Pareto front: proxy accuracy vs MACs at {data.get('target_input') or 'the target input'}" + (
+        f" (accuracy at {data['top_steps']} steps, mean ± s.e. of its runs)"
+        if any(p.get("accuracy_se") for p in data["points"]) and data.get("top_steps")
+        else ""
+    )
 
 
 def _label_ends(fig: Any, front: Sequence[dict[str, Any]]) -> None:
