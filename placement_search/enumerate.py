@@ -26,7 +26,7 @@ from .placement import Placement
 
 class SearchSpace(Protocol):
     """What enumerating needs of a :class:`placement_search.space.SearchSpace` (this module sits
-    below ``space.py``, which builds :class:`PlacementCosts` in ``SearchSpace.costs``)."""
+    below ``space/``, which builds :class:`PlacementCosts` in ``SearchSpace.costs``)."""
 
     name: str
     backbone: Any

@@ -1,6 +1,6 @@
 """Typed tables: a TOML/JSON table checked into a frozen dataclass, field by field, with errors
 that name the field, the bad value and what was expected. The one coercer behind the study
-file's sections (``study/config.py``) and a space file's ``backbone_args`` (``space.py``)."""
+file's sections (``study/config.py``) and a space file's ``backbone_args`` (``space/files.py``)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ import sys
 from typing import Any
 
 from ..catalog import family_table, reference_table
+from ..cost import Cost
+from ..placement import Placement
 from ..space import SearchSpace, list_spaces, load_space
 from ._format import count_arg, emit, fmt_g, fmt_m, positive, render_table
 
@@ -162,12 +164,34 @@ def cmd_flops(args: argparse.Namespace) -> None:
     if args.json:
         emit(out)
         return
+    _print_flops(args, space, placement, cost, out)
+
+
+def _print_flops(
+    args: argparse.Namespace, space: SearchSpace, placement: Placement, cost: Cost, out: dict[str, Any]
+) -> None:
+    """The text form of ``flops``: totals, the per-position table, then the layers and latency if asked."""
     print(f"space {space.name}, placement: {out['placement']}")
     print(f"input {tuple(cost.input)} (N, C, T, H, W), {args.classes} classes")
     print(f"  params {cost.params:,} ({fmt_m(cost.params)})")
     print(f"  MACs   {cost.macs:,} ({fmt_g(cost.macs)})")
     print(f"  FLOPs  {cost.flops:,} ({fmt_g(cost.flops)})  = 2 x MACs")
     print()
+    print(_position_table(space, placement, cost))
+    if args.per_layer:
+        print()
+        print(_layer_table(cost))
+    if args.latency:
+        lat = out["latency"]
+        print()
+        print(
+            f"latency on {lat['device']}, batch {lat['batch']}: median {lat['median_ms']:.2f} ms "
+            f"({lat['clips_per_s']:.1f} clips/s) over {lat['runs']} runs after {lat['warmup']} warm-up"
+        )
+
+
+def _position_table(space: SearchSpace, placement: Placement, cost: Cost) -> str:
+    """Params and MACs of each position's op, and of the layers no placement changes."""
     kt = {p.name: p.default_kt for p in space.positions}
     rows = [
         (n, placement[n].token(kt[n]), f"{c.params:,}", fmt_g(c.macs), f"{100 * c.macs / cost.macs:.1f}%")
@@ -182,34 +206,27 @@ def cmd_flops(args: argparse.Namespace) -> None:
             f"{100 * cost.fixed.macs / cost.macs:.1f}%",
         )
     )
-    print(render_table(rows, ["position", "op", "params", "MACs", "share"], "llrrr"))
-    if args.per_layer:
-        print()
-        print(
-            render_table(
-                [
-                    (
-                        lay.name,
-                        lay.position or "",
-                        "x".join(map(str, lay.kernel)),
-                        "x".join(map(str, lay.stride)),
-                        "x".join(map(str, lay.out_shape[1:])),
-                        f"{lay.params:,}",
-                        f"{lay.macs:,}",
-                    )
-                    for lay in cost.layers
-                ],
-                ["layer", "position", "kernel", "stride", "output", "params", "MACs"],
-                "llllrrr",
+    return render_table(rows, ["position", "op", "params", "MACs", "share"], "llrrr")
+
+
+def _layer_table(cost: Cost) -> str:
+    """Every conv and linear layer: kernel, stride, output shape, params, MACs."""
+    return render_table(
+        [
+            (
+                lay.name,
+                lay.position or "",
+                "x".join(map(str, lay.kernel)),
+                "x".join(map(str, lay.stride)),
+                "x".join(map(str, lay.out_shape[1:])),
+                f"{lay.params:,}",
+                f"{lay.macs:,}",
             )
-        )
-    if args.latency:
-        lat = out["latency"]
-        print()
-        print(
-            f"latency on {lat['device']}, batch {lat['batch']}: median {lat['median_ms']:.2f} ms "
-            f"({lat['clips_per_s']:.1f} clips/s) over {lat['runs']} runs after {lat['warmup']} warm-up"
-        )
+            for lay in cost.layers
+        ],
+        ["layer", "position", "kernel", "stride", "output", "params", "MACs"],
+        "llllrrr",
+    )
 
 
 # -- families -------------------------------------------------------------------------------
@@ -233,7 +250,7 @@ def cmd_families(args: argparse.Namespace) -> None:
     )
 
 
-# -- train --------------------------------------------------------------------------------
+# -- references -----------------------------------------------------------------------------
 
 
 def cmd_references(args: argparse.Namespace) -> None:

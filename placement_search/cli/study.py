@@ -348,7 +348,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+_STORAGE_HELP = f"SQLAlchemy URL of the study storage (default {DEFAULT_STORAGE})"
+
+
 def add_parsers(sub: Any) -> None:
+    _add_run_parser(sub)
+    _add_promote_parser(sub)
+    _add_reading_parsers(sub)
+
+
+def _add_run_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="run (or resume) a multi-objective placement search")
     p.add_argument("study_toml", metavar="STUDY_TOML", help="a study file, e.g. studies/quickstart.toml")
     p.add_argument(
@@ -381,7 +390,8 @@ def add_parsers(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_run)
 
-    storage_help = f"SQLAlchemy URL of the study storage (default {DEFAULT_STORAGE})"
+
+def _add_promote_parser(sub: Any) -> None:
     p = sub.add_parser(
         "promote",
         help="re-evaluate a study's front and its near misses with more seeds or a bigger budget",
@@ -392,7 +402,7 @@ def add_parsers(sub: Any) -> None:
             "± standard error at the top budget."
         ),
     )
-    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--study", required=True, metavar="NAME")
     p.add_argument("--top", type=positive, required=True, metavar="K", help="how many placements (front first)")
     p.add_argument("--seeds", type=positive, default=3, metavar="N", help="trainer seeds per placement (default 3)")
@@ -405,32 +415,35 @@ def add_parsers(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_promote)
 
+
+def _add_reading_parsers(sub: Any) -> None:
+    """``status``, ``studies``, ``pareto``, ``dashboard`` and ``report``: commands that read a storage."""
     p = sub.add_parser("status", help="progress of a study")
-    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--study", required=True, metavar="NAME")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("studies", help="the studies in a storage")
-    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_studies)
 
     p = sub.add_parser("pareto", help="the Pareto-optimal trials of a study")
-    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--study", required=True, metavar="NAME")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on a study's storage (with its artifacts and figures)")
-    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--study", metavar="NAME", help="open this study (and serve its artifact folder)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a study")
-    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=storage_help)
+    p.add_argument("--storage", metavar="URL", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--study", required=True, metavar="NAME")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_HTML", help="the HTML file to write")
     p.set_defaults(func=cmd_report)

@@ -5,64 +5,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from ..cost import Cost
+from ..data.base import ClipData
 from ..devices import resolve_device
 from ..errors import UserError
 from ..space import load_space
-from ..train import ProxyBudget, train_proxy
+from ..train import ProxyBudget, TrainResult, train_proxy
 from ._format import emit, fmt_g, nonnegative, positive, render_table
 
 __all__ = ["add_parsers"]
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from ..data import make_data
-
     space = load_space(args.space)
     placement = space.resolve(args.placement)
-    video: dict[str, Any] = {}
-    if args.data != "synthetic":
-        video = {"stride": args.stride, "num_workers": args.workers}
-        if args.cache_dir is not None:
-            video["cache_dir"] = args.cache_dir
-    data = make_data(
-        args.data,
-        frames=args.frames,
-        size=args.size,
-        val=args.val,
-        seed=args.data_seed,
-        difficulty=args.difficulty,
-        **({"version": args.data_version} if args.data == "synthetic" else {}),
-        **video,
-    )
-    defaults = ProxyBudget()
-    budget = ProxyBudget(
-        steps=args.steps,
-        batch_size=args.batch,
-        lr=args.lr if args.lr is not None else defaults.lr,
-        optimizer=args.optimizer,
-        eval_every=args.eval_every if args.eval_every is not None else defaults.eval_every,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        threads=args.threads,
-    )
-
-    from ..progressbar import progress_bar
-
-    # a bar on stderr: always on a terminal; with --json only there (stdout is for the JSON)
-    show = not args.quiet and (sys.stderr.isatty() or not args.json)
-    bar = progress_bar(budget.steps, "training", "step", enabled=show)
-
-    def progress(step: int, ev: Any) -> None:
-        if not args.json:
-            bar.write(f"  step {step:5d}/{budget.steps}: held-out top-1 {100 * ev.top1:5.1f}%", file=sys.stdout)
-        bar.set_postfix_str(f"held-out top-1 {100 * ev.top1:.1f}%")
-
-    def on_step(step: int) -> None:
-        bar.update(step - bar.n)
-
+    data = _train_data(args)
+    budget = _train_budget(args)
+    bar, progress, on_step = _train_progress(args, budget.steps)
     if not args.json:
         print(f"training {space.name}: {space.placement_string(placement)}")
         print(
@@ -88,19 +50,80 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.json:
         emit(out)
     else:
-        print(f"status: {result.status}" + (f" ({result.reason})" if result.reason else ""))
-        if result.accuracy is not None:
-            top5 = f", top-5 {100 * result.top5:.1f}%" if result.top5 is not None else ""
-            print(f"held-out top-1 {100 * result.accuracy:.1f}%{top5} on {data.eval_size} clips")
-            print(
-                render_table([(k, f"{100 * v:.1f}%") for k, v in result.per_class_accuracy.items()], ["class", "top-1"])
-            )
-        print(
-            f"{result.clips_per_s:.0f} clips/s on {result.device} ({result.precision}), "
-            f"{result.wall_time_s:.1f} s wall; proxy MACs {fmt_g(cost.macs)} per clip"
-        )
+        _print_train_result(result, data, cost)
     if result.status in ("failed", "out_of_memory", "diverged"):
         raise SystemExit(1)
+
+
+def _train_data(args: argparse.Namespace) -> ClipData:
+    """The data set of ``--data``: the synthetic benchmark, or real video with its loader options."""
+    from ..data import make_data
+
+    video: dict[str, Any] = {}
+    if args.data != "synthetic":
+        video = {"stride": args.stride, "num_workers": args.workers}
+        if args.cache_dir is not None:
+            video["cache_dir"] = args.cache_dir
+    return make_data(
+        args.data,
+        frames=args.frames,
+        size=args.size,
+        val=args.val,
+        seed=args.data_seed,
+        difficulty=args.difficulty,
+        **({"version": args.data_version} if args.data == "synthetic" else {}),
+        **video,
+    )
+
+
+def _train_budget(args: argparse.Namespace) -> ProxyBudget:
+    """The run's budget from the flags; an unset ``--lr`` or ``--eval-every`` keeps the default."""
+    defaults = ProxyBudget()
+    return ProxyBudget(
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.lr if args.lr is not None else defaults.lr,
+        optimizer=args.optimizer,
+        eval_every=args.eval_every if args.eval_every is not None else defaults.eval_every,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+    )
+
+
+def _train_progress(
+    args: argparse.Namespace, steps: int
+) -> tuple[Any, Callable[[int, Any], None], Callable[[int], None]]:
+    """The progress bar and the trainer's two callbacks: each evaluation, each step."""
+    from ..progressbar import progress_bar
+
+    # a bar on stderr: always on a terminal; with --json only there (stdout is for the JSON)
+    show = not args.quiet and (sys.stderr.isatty() or not args.json)
+    bar = progress_bar(steps, "training", "step", enabled=show)
+
+    def progress(step: int, ev: Any) -> None:
+        if not args.json:
+            bar.write(f"  step {step:5d}/{steps}: held-out top-1 {100 * ev.top1:5.1f}%", file=sys.stdout)
+        bar.set_postfix_str(f"held-out top-1 {100 * ev.top1:.1f}%")
+
+    def on_step(step: int) -> None:
+        bar.update(step - bar.n)
+
+    return bar, progress, on_step
+
+
+def _print_train_result(result: TrainResult, data: ClipData, cost: Cost) -> None:
+    """The text form of ``train``'s result: status, held-out accuracy per class, speed."""
+    print(f"status: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+    if result.accuracy is not None:
+        top5 = f", top-5 {100 * result.top5:.1f}%" if result.top5 is not None else ""
+        print(f"held-out top-1 {100 * result.accuracy:.1f}%{top5} on {data.eval_size} clips")
+        print(render_table([(k, f"{100 * v:.1f}%") for k, v in result.per_class_accuracy.items()], ["class", "top-1"]))
+    print(
+        f"{result.clips_per_s:.0f} clips/s on {result.device} ({result.precision}), "
+        f"{result.wall_time_s:.1f} s wall; proxy MACs {fmt_g(cost.macs)} per clip"
+    )
 
 
 # -- subset -------------------------------------------------------------------------------
@@ -141,7 +164,7 @@ def cmd_subset(args: argparse.Namespace) -> None:
         print(f"{sub.val_videos} held-out videos -> {sub.val}")
 
 
-# -- references -----------------------------------------------------------------------------
+# -- parser ---------------------------------------------------------------------------------
 
 
 def add_parsers(sub: Any) -> None:
