@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
@@ -201,24 +201,7 @@ def open_or_build(
     with _lock(root / f"{folder_name}.lock"):
         if (index := _read_index(final)) is not None:  # another process finished it while we waited
             return CacheBuild(ClipCache(final, index), built=False, seconds=time.perf_counter() - t0)
-        for stale in root.glob(f".{folder_name}.tmp-*"):  # killed builders of an older release
-            shutil.rmtree(stale, ignore_errors=True)
-        if final.exists():  # not a complete cache (tampered or foreign): replace it
-            shutil.rmtree(final)
-        partial = root / f".{folder_name}.partial"
-        try:
-            partial.mkdir(exist_ok=True)
-            resumed = _build(partial, folder_name.rsplit("-", 1)[-1], sources, labels, decode, info or {}, workers)
-            os.rename(partial, final)
-            _fsync_dir(root)
-        except OSError as e:  # the partial folder stays: the next build resumes it
-            if e.errno == errno.ENOSPC:
-                raise UserError(
-                    f"cache dir {root}: disk full while building {folder_name}; point cache_dir or "
-                    f"${CACHE_ENV} at a larger disk, or lower max_frames / the clip size (what was decoded "
-                    "is kept: the next build resumes it)"
-                ) from None
-            raise UserError(f"cache dir {root}: cannot write {folder_name} ({e})") from None
+        resumed = _build_in_place(root, folder_name, _Job(sources, labels, decode, info or {}, workers))
     return CacheBuild(ClipCache(final), built=True, seconds=time.perf_counter() - t0, resumed=resumed)
 
 
@@ -271,30 +254,53 @@ def _read_journal(folder: Path, digest: str) -> tuple[list[list[Any]], int]:
     return entries, end
 
 
-def _build(
-    folder: Path,
-    digest: str,
-    sources: Sequence[str],
-    labels: Sequence[int],
-    decode: Callable[[int], np.ndarray],
-    info: dict[str, Any],
-    workers: int | None,
-) -> int:
+@dataclass(frozen=True)
+class _Job:
+    """What a build decodes and records (see :func:`open_or_build`)."""
+
+    sources: Sequence[str]
+    labels: Sequence[int]
+    decode: Callable[[int], np.ndarray]
+    info: dict[str, Any]
+    workers: int | None
+
+
+def _build_in_place(root: Path, folder_name: str, job: _Job) -> int:
+    """Build the cache ``root / folder_name`` (its lock held) in its partial folder, then rename
+    that into place; returns the videos resumed from a killed build."""
+    final = root / folder_name
+    for stale in root.glob(f".{folder_name}.tmp-*"):  # killed builders of an older release
+        shutil.rmtree(stale, ignore_errors=True)
+    if final.exists():  # not a complete cache (tampered or foreign): replace it
+        shutil.rmtree(final)
+    partial = root / f".{folder_name}.partial"
+    try:
+        partial.mkdir(exist_ok=True)
+        resumed = _build(partial, folder_name.rsplit("-", 1)[-1], job)
+        os.rename(partial, final)
+        _fsync_dir(root)
+    except OSError as e:  # the partial folder stays: the next build resumes it
+        if e.errno == errno.ENOSPC:
+            raise UserError(
+                f"cache dir {root}: disk full while building {folder_name}; point cache_dir or "
+                f"${CACHE_ENV} at a larger disk, or lower max_frames / the clip size (what was decoded "
+                "is kept: the next build resumes it)"
+            ) from None
+        raise UserError(f"cache dir {root}: cannot write {folder_name} ({e})") from None
+    return resumed
+
+
+def _build(folder: Path, digest: str, job: _Job) -> int:
     """Decode into ``folder`` (resuming what its journal records); returns the videos resumed."""
-    n = len(sources)
+    n = len(job.sources)
     done, offset = _read_journal(folder, digest)
     start = len(done)
-    offsets = [e[0] for e in done]
-    shapes = [e[1] for e in done]
-    failures: list[list[Any]] = [[i, e[2]] for i, e in enumerate(done) if e[2] is not None]
     if start:
         log.info("decoded-clip cache: resuming a killed build at video %d of %d", start + 1, n)
     else:
         log.info("decoded-clip cache: decoding %d videos into %s", n, folder.parent)
-    last_report = last_journal = time.monotonic()
     from ..progressbar import progress_bar
 
-    pending: list[str] = []
     bar = progress_bar(n, "decoding videos into the clip cache", "video")
     if start:
         with open(folder / _DATA, "r+b") as data:
@@ -306,53 +312,85 @@ def _build(
     with bar, journal, open(folder / _DATA, "r+b" if start else "wb") as f:
         f.seek(offset)
         bar.update(start)
-
-        def sync() -> None:  # frames first, then the journal lines that vouch for them
-            f.flush()
-            os.fsync(f.fileno())
-            journal.write("".join(pending))
-            journal.flush()
-            os.fsync(journal.fileno())
-            pending.clear()
-
-        for i, result in enumerate(_ordered_map(decode, n, workers, start=start), start=start):
+        entries = _Entries(f, journal, done, offset, n)
+        for i, result in enumerate(_ordered_map(job.decode, n, job.workers, start=start), start=start):
             bar.update(1)
-            failure = None
-            if isinstance(result, BaseException):
-                failure = str(result) or type(result).__name__
-                failures.append([i, failure])
-                frames = np.zeros((0, 0, 0, 3), np.uint8)
-            else:
-                frames = _check_frames(result, sources[i])
-            offsets.append(offset)
-            shapes.append(list(frames.shape[:3]))
-            f.write(np.ascontiguousarray(frames).data)
-            pending.append(json.dumps([offset, list(frames.shape[:3]), failure]) + "\n")
-            offset += frames.nbytes
-            now = time.monotonic()
-            if now - last_journal >= JOURNAL_EVERY_S:
-                sync()
-                last_journal = now
-            if now - last_report > 30:
-                log.info("decoded-clip cache: %d / %d videos, %.2f GB", i + 1, n, offset / 1e9)
-                last_report = now
-        sync()
+            entries.add(i, result, job.sources[i])
+        entries.sync()
+    _finish(folder, digest, job, entries)
+    return start
+
+
+class _Entries:
+    """The entries of a build in progress: frames appended to the data file, and the journal
+    lines that vouch for them, written once the frames are on disk (every
+    :data:`JOURNAL_EVERY_S` seconds, and at :meth:`sync`)."""
+
+    def __init__(self, data: BinaryIO, journal: TextIO, done: list[list[Any]], offset: int, total: int) -> None:
+        self.data = data
+        self.journal = journal
+        self.offset = offset
+        self.offsets = [e[0] for e in done]
+        self.shapes = [e[1] for e in done]
+        self.failures: list[list[Any]] = [[i, e[2]] for i, e in enumerate(done) if e[2] is not None]
+        self.pending: list[str] = []
+        self.total = total
+        self.last_report = self.last_journal = time.monotonic()
+
+    def add(self, i: int, result: np.ndarray | BaseException, source: str) -> None:
+        """Append entry ``i``: its frames, or no frames and the reason it failed."""
+        failure = None
+        if isinstance(result, BaseException):
+            failure = str(result) or type(result).__name__
+            self.failures.append([i, failure])
+            frames = np.zeros((0, 0, 0, 3), np.uint8)
+        else:
+            frames = _check_frames(result, source)
+        self.offsets.append(self.offset)
+        self.shapes.append(list(frames.shape[:3]))
+        self.data.write(np.ascontiguousarray(frames).data)
+        self.pending.append(json.dumps([self.offset, list(frames.shape[:3]), failure]) + "\n")
+        self.offset += frames.nbytes
+        self._checkpoint(i)
+
+    def _checkpoint(self, i: int) -> None:
+        """Every :data:`JOURNAL_EVERY_S` seconds a sync; every 30 s a progress line."""
+        now = time.monotonic()
+        if now - self.last_journal >= JOURNAL_EVERY_S:
+            self.sync()
+            self.last_journal = now
+        if now - self.last_report > 30:
+            log.info("decoded-clip cache: %d / %d videos, %.2f GB", i + 1, self.total, self.offset / 1e9)
+            self.last_report = now
+
+    def sync(self) -> None:
+        """Frames first, then the journal lines that vouch for them."""
+        self.data.flush()
+        os.fsync(self.data.fileno())
+        self.journal.write("".join(self.pending))
+        self.journal.flush()
+        os.fsync(self.journal.fileno())
+        self.pending.clear()
+
+
+def _finish(folder: Path, digest: str, job: _Job, entries: _Entries) -> None:
+    """Replace the journal of a finished build by the index that makes ``folder`` a cache."""
     index = {
         "version": CACHE_VERSION,
         "key": digest,
-        "info": info,
-        "sources": list(sources),
-        "labels": [int(v) for v in labels],
-        "offsets": offsets,
-        "shapes": shapes,
-        "failures": failures,
-        "total_bytes": offset,
+        "info": job.info,
+        "sources": list(job.sources),
+        "labels": [int(v) for v in job.labels],
+        "offsets": entries.offsets,
+        "shapes": entries.shapes,
+        "failures": entries.failures,
+        "total_bytes": entries.offset,
         "complete": True,  # written last: an index without it is never used
     }
     (folder / _JOURNAL).unlink()
     _write_json(folder / _INDEX, index)
-    log.info("decoded-clip cache: %d videos, %d failed, %.2f GB", n, len(failures), offset / 1e9)
-    return start
+    n, failed, gb = len(job.sources), len(entries.failures), entries.offset / 1e9
+    log.info("decoded-clip cache: %d videos, %d failed, %.2f GB", n, failed, gb)
 
 
 def _check_frames(frames: Any, source: str) -> np.ndarray:

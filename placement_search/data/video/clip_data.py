@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,61 +175,126 @@ def video_clip_data(
     spec = DecodeSpec(resize_to, fps, max_frames, rawframe_fps)
     train_list = scan_videos(train, root=root)
     val_list = scan_videos(val, root=root, class_names=train_list.class_names) if val is not None else None
-
     workers = default_num_workers() if num_workers is None else num_workers
-
-    def open_source(videos: VideoList) -> tuple[FrameSource, str | None]:
-        if not cache:  # codec threads share the cores with the loader's worker processes
-            return DecodedVideos(videos, spec, threads=max(1, _cpus() // max(1, workers))), None
-        build = cache_videos(videos, spec, cache_dir, workers=decode_workers)
-        return build.cache, str(build.cache.path)
-
-    train_source, train_cache = open_source(train_list)
-    if val_list is None:
-        val_source, val_cache = train_source, train_cache
-        train_pos, val_pos = holdout_split(train_list, val_fraction, split_seed)
-    else:
-        val_source, val_cache = open_source(val_list)
-        train_pos, val_pos = list(range(len(train_list))), list(range(len(val_list)))
-
-    lists = [(train_list, train_source)] + ([(val_list, val_source)] if val_list is not None else [])
-    _warn_skipped(
-        [(v.items[i].path, why) for v, s in lists for i, why in _failures(s)],
-        sum(len(v) for v, _ in lists),
-        Path(train_cache) if train_cache else None,
-    )
-    train_pos = [i for i in train_pos if train_source.num_frames(i) > 0]
-    val_pos = [i for i in val_pos if val_source.num_frames(i) > 0]
-    for name, positions, videos in (("train", train_pos, train_list), ("val", val_pos, val_list or train_list)):
-        if not positions:
-            raise UserError(f"{videos.source}: no readable videos for the {name} split ({len(videos)} listed)")
-    _check_classes(train_list, train_pos)
-
+    opener = _SourceOpener(spec, cache, cache_dir, decode_workers, workers)
+    splits = _open_splits(train_list, val_list, opener, val_fraction, split_seed)
+    _warn_skipped(*splits.skipped())
+    splits = splits.readable()
+    _check_classes(train_list, splits.train_pos)
     flip_labels = flip_label_map(flip, flip_map, train_list.class_names)
-
-    def dataset(source: FrameSource, positions: list[int], train: bool) -> VideoClipDataset:
-        transform = ClipTransform(size, resize_to, train, flip=flip != "off")
-        return VideoClipDataset(
-            source, positions, frames=frames, stride=stride, transform=transform, pad=pad, flip_labels=flip_labels
-        )
-
-    info = {
-        "train": train_list.source,
-        "val": val_list.source if val_list is not None else f"{val_fraction:g} of train",
-        "stride": stride,
-        "flip": flip,
-        "decode": spec.to_dict(),
-        "cache": train_cache if train_cache == val_cache else [train_cache, val_cache],
-    }
+    clips = _ClipSpec(frames, stride, size, resize_to, flip != "off", pad, flip_labels)
     return VideoClipData(
-        dataset(train_source, train_pos, True),
-        dataset(val_source, val_pos, False),
+        clips.dataset(splits.train_source, splits.train_pos, True),
+        clips.dataset(splits.val_source, splits.val_pos, False),
         class_names=train_list.class_names,
         num_workers=workers,
         mean=mean,
         std=std,
-        info=info,
+        info=splits.describe(val_fraction, stride=stride, flip=flip, spec=spec),
     )
+
+
+@dataclass(frozen=True)
+class _SourceOpener:
+    """Where a split's frames come from: the decoded-clip cache (built if missing), or, with
+    ``cache`` false, decoding each clip from the source on every read."""
+
+    spec: DecodeSpec
+    cache: bool
+    cache_dir: str | Path | None
+    decode_workers: int | None
+    loader_workers: int
+
+    def __call__(self, videos: VideoList) -> tuple[FrameSource, str | None]:
+        """The frame source of ``videos``, and the folder of its cache (None without one)."""
+        if not self.cache:  # codec threads share the cores with the loader's worker processes
+            return DecodedVideos(videos, self.spec, threads=max(1, _cpus() // max(1, self.loader_workers))), None
+        build = cache_videos(videos, self.spec, self.cache_dir, workers=self.decode_workers)
+        return build.cache, str(build.cache.path)
+
+
+@dataclass(frozen=True)
+class _Splits:
+    """The training and held-out videos, their frame sources (and cache folders), and the
+    positions of the videos each split uses."""
+
+    train: VideoList
+    val: VideoList | None  # None: held out of ``train``
+    train_source: FrameSource
+    val_source: FrameSource
+    train_cache: str | None
+    val_cache: str | None
+    train_pos: list[int]
+    val_pos: list[int]
+
+    def skipped(self) -> tuple[list[tuple[str, str]], int, Path | None]:
+        """For :func:`_warn_skipped`: the unreadable videos (path, reason), the videos listed,
+        and the training cache."""
+        lists = [(self.train, self.train_source)] + ([(self.val, self.val_source)] if self.val is not None else [])
+        failures = [(v.items[i].path, why) for v, s in lists for i, why in _failures(s)]
+        return failures, sum(len(v) for v, _ in lists), Path(self.train_cache) if self.train_cache else None
+
+    def readable(self) -> _Splits:
+        """The splits without their unreadable videos; a split left with none is an error."""
+        train_pos = [i for i in self.train_pos if self.train_source.num_frames(i) > 0]
+        val_pos = [i for i in self.val_pos if self.val_source.num_frames(i) > 0]
+        for name, positions, videos in (("train", train_pos, self.train), ("val", val_pos, self.val or self.train)):
+            if not positions:
+                raise UserError(f"{videos.source}: no readable videos for the {name} split ({len(videos)} listed)")
+        return replace(self, train_pos=train_pos, val_pos=val_pos)
+
+    def describe(self, val_fraction: float, *, stride: int, flip: str, spec: DecodeSpec) -> dict[str, Any]:
+        """The facts :meth:`VideoClipData.describe` adds."""
+        return {
+            "train": self.train.source,
+            "val": self.val.source if self.val is not None else f"{val_fraction:g} of train",
+            "stride": stride,
+            "flip": flip,
+            "decode": spec.to_dict(),
+            "cache": self.train_cache if self.train_cache == self.val_cache else [self.train_cache, self.val_cache],
+        }
+
+
+def _open_splits(
+    train: VideoList,
+    val: VideoList | None,
+    open_source: Callable[[VideoList], tuple[FrameSource, str | None]],
+    val_fraction: float,
+    split_seed: int,
+) -> _Splits:
+    """Open the splits' frame sources; without ``val``, hold out ``val_fraction`` of ``train``."""
+    train_source, train_cache = open_source(train)
+    if val is None:
+        train_pos, val_pos = holdout_split(train, val_fraction, split_seed)
+        return _Splits(train, None, train_source, train_source, train_cache, train_cache, train_pos, val_pos)
+    val_source, val_cache = open_source(val)
+    every_train, every_val = list(range(len(train))), list(range(len(val)))
+    return _Splits(train, val, train_source, val_source, train_cache, val_cache, every_train, every_val)
+
+
+@dataclass(frozen=True)
+class _ClipSpec:
+    """How both splits' clips are cut from their videos."""
+
+    frames: int
+    stride: int
+    size: int
+    resize_to: int
+    flip: bool
+    pad: Pad
+    flip_labels: dict[int, int]
+
+    def dataset(self, source: FrameSource, positions: list[int], train: bool) -> VideoClipDataset:
+        transform = ClipTransform(self.size, self.resize_to, train, flip=self.flip)
+        return VideoClipDataset(
+            source,
+            positions,
+            frames=self.frames,
+            stride=self.stride,
+            transform=transform,
+            pad=self.pad,
+            flip_labels=self.flip_labels,
+        )
 
 
 FLIPS = ("on", "off", "map")

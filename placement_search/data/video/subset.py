@@ -100,18 +100,40 @@ def make_subset(
     videos = scan_videos(source, root=root)
     names = _choose_classes(videos, classes, seed)
     held_from = scan_videos(val_source, root=root, class_names=videos.class_names) if val_source else None
-    by_class, held_by_class = _by_class(videos), _by_class(held_from) if held_from is not None else {}
+    by_class, held_by_class = _by_class(videos), _by_class(held_from) if held_from is not None else None
+    train_items, val_items = _pick(videos, names, by_class, held_by_class, per_class, val_per_class, seed)
+    fmt = fmt or _list_format(train_items + val_items)
+    out = Path(out_dir).expanduser()
+    train_path = out / f"train.{fmt}"
+    val_path = out / f"val.{fmt}" if val_per_class else None
+    labels = _list_labels(videos, names)
+    _write_lists(out, [(train_path, train_items), (val_path, val_items)], labels, fmt)
+    return Subset(train_path, val_path, tuple(names), len(train_items), len(val_items))
+
+
+def _pick(
+    videos: VideoList,
+    names: list[str],
+    by_class: dict[int, list[VideoItem]],
+    held_by_class: dict[int, list[VideoItem]] | None,
+    per_class: int | None,
+    val_per_class: int,
+    seed: int,
+) -> tuple[list[VideoItem], list[VideoItem]]:
+    """The training and held-out videos of classes ``names`` (see :func:`make_subset`); held-out
+    ones from ``held_by_class`` if given, else from ``by_class``. Warns (as :func:`make_subset`'s
+    caller) about classes with fewer videos than asked for."""
     train_items: list[VideoItem] = []
     val_items: list[VideoItem] = []
     short: list[str] = []
     for name in names:
         label = videos.class_names.index(name)
         mine = _shuffled(by_class.get(label, []), name, seed)
-        if val_per_class and held_from is not None:
+        if val_per_class and held_by_class is not None:
             val = _shuffled(held_by_class.get(label, []), name, seed)[:val_per_class]
         else:
             val = mine[: min(val_per_class, max(len(mine) - 1, 0))]
-        rest = mine[len(val) :] if held_from is None else mine
+        rest = mine[len(val) :] if held_by_class is None else mine
         train = rest[:per_class] if per_class is not None else rest
         if (per_class is not None and len(train) < per_class) or len(val) < val_per_class:
             short.append(name)
@@ -122,26 +144,38 @@ def make_subset(
             f"{len(short)} class(es) have fewer videos than asked for: {', '.join(short[:5])}"
             + (" ..." if len(short) > 5 else ""),
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    chosen = train_items + val_items
-    needs_csv = any(v.start is not None or v.end is not None or _has_space(v.path) for v in chosen)
-    fmt = fmt or ("csv" if needs_csv else "txt")
-    out = Path(out_dir).expanduser()
+    return train_items, val_items
+
+
+def _list_format(items: list[VideoItem]) -> Literal["txt", "csv"]:
+    """CSV if any video has start/end times or a path with whitespace, else txt."""
+    needs_csv = any(v.start is not None or v.end is not None or _has_space(v.path) for v in items)
+    return "csv" if needs_csv else "txt"
+
+
+def _list_labels(videos: VideoList, names: list[str]) -> list[str]:
+    """The label written for each class of ``videos``: its name, or for integer labels the
+    chosen classes renumbered ``0 ... K-1``."""
     labels = list(videos.class_names)
     if all(_is_int(n) for n in labels):  # integer labels: renumber the chosen classes 0 ... K-1
         for j, name in enumerate(names):
             labels[videos.class_names.index(name)] = str(j)
-    train_path = out / f"train.{fmt}"
-    val_path = out / f"val.{fmt}" if val_per_class else None
+    return labels
+
+
+def _write_lists(
+    out: Path, lists: list[tuple[Path | None, list[VideoItem]]], labels: list[str], fmt: Literal["txt", "csv"]
+) -> None:
+    """Write each ``(path, videos)`` of ``lists`` whose path is not None, into ``out`` (created)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_video_list(train_items, labels, train_path, fmt=fmt)
-        if val_path is not None:
-            write_video_list(val_items, labels, val_path, fmt=fmt)
+        for path, items in lists:
+            if path is not None:
+                write_video_list(items, labels, path, fmt=fmt)
     except OSError as e:
         raise UserError(f"subset: cannot write the list files into {str(out)!r}: {e}") from None
-    return Subset(train_path, val_path, tuple(names), len(train_items), len(val_items))
 
 
 def _choose_classes(videos: VideoList, classes: int | Sequence[str] | None, seed: int) -> list[str]:
