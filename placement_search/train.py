@@ -192,6 +192,66 @@ def _optimizer(model: nn.Module, budget: ProxyBudget) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=budget.lr)
 
 
+@dataclass(frozen=True)
+class _Compute:
+    """Where and how a run computes: its device, bf16 autocast, and the channels-last 3D format."""
+
+    device: torch.device
+    cuda: bool
+    bf16: bool
+    channels_last: bool
+
+    @classmethod
+    def of(cls, budget: ProxyBudget) -> _Compute:
+        device = resolve_device(budget.device)
+        cuda = device.type == "cuda"
+        bf16 = budget.precision == "bf16" or (budget.precision == "auto" and cuda)
+        return cls(device, cuda, bf16, budget.channels_last and cuda)
+
+    def model(self, model: nn.Module | Callable[[], nn.Module]) -> nn.Module:
+        """The network on the device, in training mode (built here if ``model`` is a builder)."""
+        net = model() if not isinstance(model, nn.Module) else model
+        net = net.to(self.device)
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        net.train()
+        return net
+
+    def evaluate(self, net: nn.Module, data: ClipData, budget: ProxyBudget) -> EvalResult:
+        return evaluate(
+            net,
+            data,
+            device=self.device,
+            batch_size=budget.eval_batch_size,
+            autocast=self.bf16,
+            channels_last=self.channels_last,
+        )
+
+
+class _LossLog:
+    """The training loss summed on the device since the last point of the loss curve; read
+    back to the host only where the run checks it or logs it."""
+
+    def __init__(self, device: torch.device, every: int) -> None:
+        self.running = torch.zeros((), device=device)
+        self.since = 0
+        self.every = every
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.running += loss.detach()
+        self.since += 1
+
+    def point_due(self, last: bool) -> bool:
+        return self.since == self.every or last
+
+    def point(self) -> float:
+        """The mean loss since the last point; the sum starts again."""
+        mean = float(self.running / self.since)
+        self.running.zero_()
+        self.since = 0
+        return mean
+
+
 def train_proxy(
     model: nn.Module | Callable[[], nn.Module],
     data: ClipData,
@@ -213,14 +273,11 @@ def train_proxy(
     """
     budget = budget or ProxyBudget()
     t_start = time.perf_counter()
-    device = resolve_device(budget.device)
-    cuda = device.type == "cuda"
-    bf16 = budget.precision == "bf16" or (budget.precision == "auto" and cuda)
-    channels_last = budget.channels_last and cuda
+    comp = _Compute.of(budget)
     result = TrainResult(
         status="ok",
-        device=str(device),
-        precision="bf16" if bf16 else "fp32",
+        device=str(comp.device),
+        precision="bf16" if comp.bf16 else "fp32",
         budget=asdict(budget),
         data=data.describe(),
     )
@@ -228,76 +285,13 @@ def train_proxy(
     if budget.threads:
         torch.set_num_threads(budget.threads)
     torch.manual_seed(budget.seed)
-    if cuda:
+    if comp.cuda:
         torch.backends.cudnn.benchmark = True
     try:
-        net = model() if not isinstance(model, nn.Module) else model
-        net = net.to(device)
-        if channels_last:
-            net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-        net.train()
-        opt = _optimizer(net, budget)
-        base_lrs = [g["lr"] for g in opt.param_groups]
-        batches = data.train_batches(budget.batch_size, seed=budget.seed, device=device)
-        running = torch.zeros((), device=device)
-        since_log = 0
-        t_train = time.perf_counter()
-        train_clips = 0
-        for step in range(budget.steps):
-            x, y = next(batches)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last_3d)
-            f = _lr_factor(step, budget)
-            for g, lr in zip(opt.param_groups, base_lrs):
-                g["lr"] = lr * f
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = net(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=budget.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.detach()
-            since_log += 1
-            train_clips += y.numel()
-            result.steps_done = step + 1
-            if on_step is not None:
-                on_step(step + 1)
-            last = step + 1 == budget.steps
-            eval_due = bool(budget.eval_every) and (step + 1) % budget.eval_every == 0 and not last
-            # on CPU a host sync is free: check every step; on a GPU, at each log point and
-            # before each evaluation (a NaN model is never evaluated or reported)
-            if not cuda or eval_due or since_log == budget.log_every or last:
-                total = float(running)
-                if not math.isfinite(total):
-                    result.loss_curve.append((step + 1, total / since_log))
-                    result.status, result.reason = "diverged", f"loss became {total} by step {step + 1}"
-                    break
-            if since_log == budget.log_every or last:
-                result.loss_curve.append((step + 1, float(running / since_log)))
-                running.zero_()
-                since_log = 0
-            if eval_due:
-                result.train_time_s += time.perf_counter() - t_train
-                ev = evaluate(
-                    net,
-                    data,
-                    device=device,
-                    batch_size=budget.eval_batch_size,
-                    autocast=bf16,
-                    channels_last=channels_last,
-                )
-                t_train = time.perf_counter()
-                result.eval_curve.append((step + 1, ev.top1))
-                if callback is not None and callback(step + 1, ev):
-                    _record(result, ev)
-                    result.status, result.reason = "stopped", f"stopped by the caller at step {step + 1}"
-                    break
-        result.train_time_s += time.perf_counter() - t_train
-        result.clips_per_s = train_clips / result.train_time_s if result.train_time_s > 0 else 0.0
+        net = comp.model(model)
+        _train(net, data, budget, comp, result, callback, on_step)
         if result.status == "ok":
-            ev = evaluate(
-                net, data, device=device, batch_size=budget.eval_batch_size, autocast=bf16, channels_last=channels_last
-            )
+            ev = comp.evaluate(net, data, budget)
             result.eval_curve.append((result.steps_done, ev.top1))
             _record(result, ev)
             if callback is not None:
@@ -305,20 +299,106 @@ def train_proxy(
     except UserError:
         raise
     except Exception as e:  # the run's own failure must not crash the caller
-        if _is_oom(e):
-            result.status, result.reason = "out_of_memory", f"out of memory: {str(e).splitlines()[0][:300]}"
-        else:
-            result.status, result.reason = (
-                "failed",
-                f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
-            )
-        if cuda:
+        _record_failure(result, e)
+        if comp.cuda:
             torch.cuda.empty_cache()
     finally:
         if budget.threads:
             torch.set_num_threads(old_threads)
     result.wall_time_s = time.perf_counter() - t_start
     return result
+
+
+def _train(
+    net: nn.Module,
+    data: ClipData,
+    budget: ProxyBudget,
+    comp: _Compute,
+    result: TrainResult,
+    callback: Callback | None,
+    on_step: Callable[[int], None] | None,
+) -> None:
+    """The optimiser steps, with the loss curve and the intermediate evaluations, into
+    ``result``; a diverging loss or the callback ends them early (``diverged``, ``stopped``)."""
+    opt = _optimizer(net, budget)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    batches = data.train_batches(budget.batch_size, seed=budget.seed, device=comp.device)
+    log = _LossLog(comp.device, budget.log_every)
+    t_train = time.perf_counter()
+    train_clips = 0
+    for step in range(budget.steps):
+        x, y = next(batches)
+        log.add(_step(net, opt, base_lrs, x, y, step, budget, comp))
+        train_clips += y.numel()
+        result.steps_done = step + 1
+        if on_step is not None:
+            on_step(step + 1)
+        last = step + 1 == budget.steps
+        eval_due = bool(budget.eval_every) and (step + 1) % budget.eval_every == 0 and not last
+        # on CPU a host sync is free: check every step; on a GPU, at each log point and
+        # before each evaluation (a NaN model is never evaluated or reported)
+        if (not comp.cuda or eval_due or log.point_due(last)) and _diverged(log, step + 1, result):
+            break
+        if log.point_due(last):
+            result.loss_curve.append((step + 1, log.point()))
+        if eval_due:
+            result.train_time_s += time.perf_counter() - t_train
+            ev = comp.evaluate(net, data, budget)
+            t_train = time.perf_counter()
+            result.eval_curve.append((step + 1, ev.top1))
+            if callback is not None and callback(step + 1, ev):
+                _record(result, ev)
+                result.status, result.reason = "stopped", f"stopped by the caller at step {step + 1}"
+                break
+    result.train_time_s += time.perf_counter() - t_train
+    result.clips_per_s = train_clips / result.train_time_s if result.train_time_s > 0 else 0.0
+
+
+def _step(
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    base_lrs: list[float],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    step: int,
+    budget: ProxyBudget,
+    comp: _Compute,
+) -> torch.Tensor:
+    """One optimiser step at the schedule's learning rate; its loss."""
+    if comp.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    f = _lr_factor(step, budget)
+    for g, lr in zip(opt.param_groups, base_lrs):
+        g["lr"] = lr * f
+    with torch.autocast(comp.device.type, dtype=torch.bfloat16, enabled=comp.bf16):
+        logits = net(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=budget.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def _diverged(log: _LossLog, steps_done: int, result: TrainResult) -> bool:
+    """Whether the summed loss is no longer finite; if so the run is ``diverged``, its last
+    loss-curve point the non-finite mean."""
+    total = float(log.running)
+    if math.isfinite(total):
+        return False
+    result.loss_curve.append((steps_done, total / log.since))
+    result.status, result.reason = "diverged", f"loss became {total} by step {steps_done}"
+    return True
+
+
+def _record_failure(result: TrainResult, e: Exception) -> None:
+    """The run's own failure as its status: ``out_of_memory`` or ``failed``, with the reason."""
+    if _is_oom(e):
+        result.status, result.reason = "out_of_memory", f"out of memory: {str(e).splitlines()[0][:300]}"
+    else:
+        result.status, result.reason = (
+            "failed",
+            f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+        )
 
 
 def _record(result: TrainResult, ev: EvalResult) -> None:

@@ -42,10 +42,9 @@ from .book import Book
 from .concluding import Concluding
 from .config import StudyConfig, check_study_name, resolve_evaluate_first
 from .costing import StudyCosts
-from .dispatch import proxy_budget
 from .executor import Executor, InlineExecutor, RayExecutor
 from .ladder import Ladder
-from .latency_probe import LatencyProbe
+from .latency_probe import LatencyProbe, idle_probe
 from .lease import Lease
 from .nodes import check_payload, node_problems
 from .opening import artifact_dir, enqueue_first, open_study, recover, trial_params
@@ -105,6 +104,16 @@ def _executor(
     if isinstance(executor, Executor):
         return executor
     raise ValueError(f"executor: 'ray', 'inline' or an Executor, got {executor!r}")
+
+
+def _study_space(cfg: StudyConfig, space: SearchSpace | None, space_text: str | None) -> tuple[SearchSpace, str | None]:
+    """The study's space and its file's text: as given (a resumed study's own, from the text it
+    stored: ``promote``), else the space ``cfg.space`` names, read now."""
+    if space is not None:
+        return space, space_text
+    loaded = load_space(cfg.space)
+    path = loaded.path
+    return loaded, Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
 
 
 class SearchDriver(Concluding):
@@ -180,12 +189,7 @@ class SearchDriver(Concluding):
         self.probe: LatencyProbe | None = None
         self.on_event = on_event or (lambda kind, info: None)
         self.faults = faults if faults is not None else json.loads(os.environ.get("PLACEMENT_SEARCH_FAULTS", "{}"))
-        if space is not None:  # the study's own space, from the text it stored (`promote`)
-            self.space, self.space_text = space, space_text
-        else:
-            self.space = load_space(cfg.space)
-            path = self.space.path
-            self.space_text = Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
+        self.space, self.space_text = _study_space(cfg, space, space_text)
         self.first = resolve_evaluate_first(cfg, self.space)
         # compute at the target and proxy inputs, for every placement, from per-link tables
         self.costs = StudyCosts(cfg, self.space)
@@ -348,25 +352,9 @@ class SearchDriver(Concluding):
 
     def _start_probe(self) -> None:
         """Latency on an idle device: what to measure, and what earlier runs measured."""
-        if not self.cfg.needs_latency or self.cfg.latency.measure != "idle":
-            return
-        budget = proxy_budget(self.cfg)
-        self.probe = LatencyProbe(
-            self.executor,
-            {
-                "space": self.cfg.space,
-                "space_toml": self.space_text,
-                "input_shape": list(self.target_costs.input_shape),
-                "num_classes": self.cfg.target.num_classes,
-                "device": budget["device"],
-                "runs": self.cfg.latency.runs,
-                "warmup": self.cfg.latency.warmup,
-            },
+        self.probe = idle_probe(
+            self.cfg, self.executor, self.space_text, self.target_costs.input_shape, self.book.outcomes
         )
-        for key, outcome in self.book.outcomes.items():
-            ua = outcome["user_attrs"]
-            if ua.get("latency_ms") is not None:
-                self.probe.remember(key, ua["latency_ms"], ua.get("latency_device"))
 
     def _parked(self) -> list[InFlight]:
         return self.probe.parked if self.probe is not None else []

@@ -23,9 +23,12 @@ The cost: a study with latency trains in waves, the device idle while a wave is 
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["LatencyProbe", "measure_latencies"]
+from .dispatch import proxy_budget
+
+__all__ = ["LatencyProbe", "idle_probe", "measure_latencies"]
 
 
 def measure_latencies(payload: dict[str, Any]) -> dict[str, Any]:
@@ -113,3 +116,30 @@ class LatencyProbe:
             self.executor.cancel(self.handle)
         self.handle = None
         self.parked = []
+
+
+def idle_probe(
+    cfg: Any, executor: Any, space_text: str | None, input_shape: Sequence[int], outcomes: dict[str, Any]
+) -> LatencyProbe | None:
+    """The study's probe where latency is measured on an idle device (None otherwise): what to
+    measure, and what earlier runs measured (``outcomes``: the book's, by placement key)."""
+    if not cfg.needs_latency or cfg.latency.measure != "idle":
+        return None
+    budget = proxy_budget(cfg)
+    probe = LatencyProbe(
+        executor,
+        {
+            "space": cfg.space,
+            "space_toml": space_text,
+            "input_shape": list(input_shape),
+            "num_classes": cfg.target.num_classes,
+            "device": budget["device"],
+            "runs": cfg.latency.runs,
+            "warmup": cfg.latency.warmup,
+        },
+    )
+    for key, outcome in outcomes.items():
+        ua = outcome["user_attrs"]
+        if ua.get("latency_ms") is not None:
+            probe.remember(key, ua["latency_ms"], ua.get("latency_device"))
+    return probe

@@ -22,8 +22,6 @@ import itertools
 import json
 import os
 import platform
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,6 +32,7 @@ from ..errors import UserError
 from ..placement import Placement
 from ..space import SearchSpace, load_space
 from .records import trial_attrs
+from .table_run import run_on_ray
 
 __all__ = ["BuildResult", "TableJob", "build_table", "table_jobs", "table_placements"]
 
@@ -182,10 +181,6 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "placement_search": __version__, "python": platform.python_version()}
 
 
-class _Stop(Exception):
-    pass
-
-
 def build_table(
     cfg: Any,
     *,
@@ -234,7 +229,7 @@ def build_table(
     if not todo:
         result.stop_reason = "the table is complete" if result.done_before == len(jobs) else "nothing to do"
         return result
-    _run_on_ray(
+    run_on_ray(
         cfg, todo, build.spec_of, build.record, result, ray_address, timeout, build.started, build.emit, trial_fn
     )
     result.elapsed_s = time.monotonic() - build.started
@@ -464,110 +459,3 @@ class _Build:
                 "reason": ua.get("reason"),
             },
         )
-
-
-def _advance(
-    executor: Any,
-    gen: Any,
-    inflight: dict[Any, tuple[TableJob, float, dict[str, Any]]],
-    record: Callable[..., None],
-) -> None:
-    """A run's next event; its end (or failure) recorded."""
-    job, t0, info = inflight[gen]
-    try:
-        event = executor.next_event(gen)
-    except StopIteration:
-        del inflight[gen]
-        final = info.get("final")
-        record(
-            job, final, None if final else "the worker ended without a result", time.monotonic() - t0, info.get("host")
-        )
-        return
-    except Exception as e:
-        del inflight[gen]
-        cause = getattr(e, "cause", None) or e
-        if isinstance(cause, UserError):
-            raise UserError(
-                f"run {job.placement_string} ({job.budget}, seed {job.seed}) on a worker: {cause}"
-            ) from None
-        text = str(cause).strip().splitlines()
-        why = f"{type(cause).__name__}: {text[-1] if text else ''}"[:500]
-        record(job, None, why, time.monotonic() - t0, info.get("host"))
-        return
-    if event.get("event") == "started":
-        info["host"] = event.get("host")
-    elif event.get("event") == "result":
-        info["final"] = event
-
-
-def _run_on_ray(
-    cfg: Any,
-    todo: list[TableJob],
-    spec_of: Callable[[TableJob], dict[str, Any]],
-    record: Callable[..., None],
-    result: BuildResult,
-    ray_address: str | None,
-    timeout: float | None,
-    started: float,
-    emit: Callable[[str, dict[str, Any]], None],
-    trial_fn: Callable[[dict[str, Any]], Any] | None,
-) -> None:
-    from .executor import RayExecutor
-    from .worker import run_trial
-
-    executor = RayExecutor(
-        trial_fn or run_trial, cfg.resources, cfg.ray, ray_address if ray_address is not None else cfg.ray.address
-    )
-    executor.check()
-    executor.start()
-    slots = executor.slots()
-    emit("ray", {"slots": slots, **executor.describe()})
-    queue: Iterator[TableJob] = iter(todo)
-    inflight: dict[Any, tuple[TableJob, float, dict[str, Any]]] = {}
-    main = threading.current_thread() is threading.main_thread()
-
-    term: list[int] = []
-
-    def on_term(signum: int, frame: Any) -> None:
-        term.append(signum)  # a flag: an exception raised inside Ray's wait becomes a SystemError
-
-    if main:
-        old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-        old_term = signal.signal(signal.SIGTERM, on_term)
-    stopping = False
-    try:
-        while True:
-            if term:
-                raise _Stop()
-            while not stopping and len(inflight) < slots:
-                if timeout is not None and time.monotonic() - started >= timeout:
-                    stopping = True
-                    result.stop_reason = f"time limit of {timeout:g} s reached"
-                    break
-                job = next(queue, None)
-                if job is None:
-                    stopping = True
-                    break
-                gen = executor.submit(spec_of(job))
-                inflight[gen] = (job, time.monotonic(), {})
-            if not inflight:
-                break
-            if term:
-                raise _Stop()
-            for gen in executor.wait(list(inflight), timeout=1.0):
-                _advance(executor, gen, inflight, record)
-        if not result.stop_reason:
-            result.stop_reason = (
-                "every run of the table is done" if result.done_before + result.done == result.total else "done"
-            )
-    except (KeyboardInterrupt, _Stop) as e:
-        result.signal = "SIGTERM" if isinstance(e, _Stop) else "SIGINT"
-        for gen in inflight:
-            executor.cancel(gen)
-        result.interrupted = True
-        result.stop_reason = f"interrupted: {len(inflight)} running run(s) cancelled; completed runs are kept, run the build again to go on"
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
-        executor.stop()

@@ -18,7 +18,7 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 __all__ = ["run_trial"]
@@ -121,7 +121,7 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Run one trial (see the module docstring for the events)."""
 
     from ..placement import Placement
-    from ..train import ProxyBudget, train_proxy
+    from ..train import ProxyBudget
 
     if _fault(spec, "kill"):  # test hook: a worker that dies (as on an OOM kill or a lost node)
         os.kill(os.getpid(), 9)
@@ -150,6 +150,20 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if over:
             return
 
+    result, model, stopped_by = yield from _train_in_thread(
+        spec, budget, data, lambda: space.build(placement, num_classes=data.num_classes)
+    )
+    yield _final(spec, space, placement, result, model, stopped_by)
+
+
+def _train_in_thread(
+    spec: dict[str, Any], budget: Any, data: Any, build: Callable[[], Any]
+) -> Generator[dict[str, Any], None, tuple[Any, Any, list[int]]]:
+    """Train the proxy in a thread, yielding its ``eval`` events as they come; returns the
+    :class:`TrainResult`, the model ``build`` made (None if none was) and the trials that
+    stopped the run early."""
+    from ..train import train_proxy
+
     events: queue.Queue[dict[str, Any] | None] = queue.Queue()
     stopped_by: list[int] = []
     check = _early_stop_check(spec)
@@ -167,7 +181,7 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     built: list[Any] = []
 
     def factory() -> Any:
-        built.append(space.build(placement, num_classes=data.num_classes))
+        built.append(build())
         return built[-1]
 
     out: dict[str, Any] = {}
@@ -187,15 +201,23 @@ def run_trial(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     thread.join()
     if "error" in out:
         raise out["error"]
-    final: dict[str, Any] = {"event": "result", "result": out["result"].to_dict(), "stopped_by": stopped_by}
+    return out["result"], (built[-1] if built else None), stopped_by
+
+
+def _final(
+    spec: dict[str, Any], space: Any, placement: Any, result: Any, model: Any, stopped_by: list[int]
+) -> dict[str, Any]:
+    """The ``result`` event, with the cost table (``cost_table``) and the trained weights
+    (``keep_weights``, of a run that finished or was stopped early)."""
+    final: dict[str, Any] = {"event": "result", "result": result.to_dict(), "stopped_by": stopped_by}
     if spec.get("cost_table"):
         final["cost_table"] = _cost_table(spec, space, placement)
-    if spec.get("keep_weights") and built and out["result"].status in ("ok", "stopped"):
+    if spec.get("keep_weights") and model is not None and result.status in ("ok", "stopped"):
         from safetensors.torch import save
 
-        state = {k: v.detach().to("cpu").contiguous() for k, v in built[-1].state_dict().items()}
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         final["weights"] = save(state, metadata={"placement": json.dumps(spec["placement"])})
-    yield final
+    return final
 
 
 def _latency(spec: dict[str, Any], space: Any, placement: Any, budget: Any) -> Generator[dict[str, Any], None, bool]:
