@@ -189,3 +189,32 @@ def test_architecture_needs_neither_optuna_nor_ray():
         f"{m} imports {n}" for m in seen for n in _imports(src[m]) if n.split(".")[0] in ("optuna", "ray", "sqlalchemy")
     )
     assert not heavy, heavy
+
+
+#: the house's room sizes (docs/architecture.md): a file a newcomer can read in one sitting, a
+#: function that fits on a screen; a function's docstring does not count against it
+MAX_FILE_LINES = 500
+MAX_FUNCTION_LINES = 60
+
+
+def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    total = (fn.end_lineno or fn.lineno) - fn.lineno + 1
+    first = fn.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        total -= (first.end_lineno or first.lineno) - first.lineno + 1
+    return total
+
+
+def test_rooms_stay_small():
+    too_long = []
+    for name, path in sorted(_sources().items()):
+        source = path.read_text()
+        if len(source.splitlines()) > MAX_FILE_LINES:
+            too_long.append(f"{name}: {len(source.splitlines())} lines (at most {MAX_FILE_LINES})")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(node) > MAX_FUNCTION_LINES:
+                too_long.append(
+                    f"{name}:{node.lineno} {node.name}: {_code_lines(node)} lines without its docstring "
+                    f"(at most {MAX_FUNCTION_LINES})"
+                )
+    assert not too_long, "split these:\n" + "\n".join(too_long)

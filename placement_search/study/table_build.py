@@ -24,7 +24,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from .._version import __version__
@@ -32,45 +32,12 @@ from ..errors import UserError
 from ..placement import Placement
 from ..space import SearchSpace, load_space
 from .records import trial_attrs
-from .table_run import run_on_ray
+from .table_run import BuildResult, TableJob, run_on_ray
 
 __all__ = ["BuildResult", "TableJob", "build_table", "table_jobs", "table_placements"]
 
 #: trial statuses that are a final result for a run (not run again by a later build)
 FINAL_RUN = ("ok", "diverged", "out_of_memory")
-
-
-@dataclass(frozen=True)
-class TableJob:
-    """One run of the table: a placement at a budget with a trainer seed."""
-
-    budget: str
-    seed: int
-    placement: Placement
-    placement_string: str
-    proxy_macs: int
-    macs: int
-    params: int
-
-    @property
-    def key(self) -> tuple[str, int, str]:
-        return (self.budget, self.seed, self.placement_string)
-
-
-@dataclass
-class BuildResult:
-    study: str
-    storage: str
-    total: int
-    done_before: int
-    done: int = 0
-    imported: int = 0
-    failed: int = 0
-    interrupted: bool = False
-    signal: str | None = None
-    elapsed_s: float = 0.0
-    stop_reason: str = ""
-    by_budget: dict[str, int] = field(default_factory=dict)
 
 
 def _kind(token: str) -> str:

@@ -14,9 +14,42 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from .table_build import BuildResult, TableJob
+    from ..placement import Placement
 
-__all__ = ["run_on_ray"]
+__all__ = ["BuildResult", "TableJob", "run_on_ray"]
+
+
+@dataclass(frozen=True)
+class TableJob:
+    """One run of the table: a placement at a budget with a trainer seed."""
+
+    budget: str
+    seed: int
+    placement: Placement
+    placement_string: str
+    proxy_macs: int
+    macs: int
+    params: int
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.budget, self.seed, self.placement_string)
+
+
+@dataclass
+class BuildResult:
+    study: str
+    storage: str
+    total: int
+    done_before: int
+    done: int = 0
+    imported: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    signal: str | None = None
+    elapsed_s: float = 0.0
+    stop_reason: str = ""
+    by_budget: dict[str, int] = field(default_factory=dict)
 
 
 class _Stop(Exception):
