@@ -2,8 +2,9 @@
 
 Each study runs the real driver (samplers, early stopping, dedup, SQLite storage, Ray workers)
 with the table evaluator: a worker looks each placement up in the committed table
-(``benchmarks/tables/tiny_sub243.csv``) at the proxy budget, with a trainer seed drawn per trial,
-instead of training it. The space is the table's sub-space (tiny, op kinds 2d/3d/sep: 243
+(``benchmarks/tables/tiny_sub243.csv``) at the proxy budget, with a trainer seed drawn per trial
+(from the replay's seed: each replay has its own trainer luck, as its own study would), instead
+of training it. The space is the table's sub-space (tiny, op kinds 2d/3d/sep: 243
 placements); the study is the quickstart's (accuracy vs MACs at 16x112x112, early stopping on).
 
 For each sampler (TPE, NSGA-II, GP, random, and the paper's ``families``: the uniform and the
@@ -12,16 +13,21 @@ trials (ok, stopped early or failed: the trial budget's count), the front the st
 (``placement-search pareto``: its Pareto-optimal trials by proxy accuracy) is judged by the
 reference: the hypervolume of those placements under their reference accuracy and exact target
 MACs, as a share of the hypervolume of the true reference front (reference point: the table's lowest reference accuracy,
-1.1 x the largest MACs). Printed: mean ± std over sampler seeds; last line: the number of trials
-the best sampler needs to reach 0.95 (mean over seeds).
+1.1 x the largest MACs). Then the tool's settings: ``rungs`` (promotion from the proxy to the
+reference budget), ``repeats`` (three trainer seeds a placement), the cost-aware sampler, and
+``+families`` (the study evaluates the families first, ``evaluate_first``, as the quickstart
+does). Printed: mean ± std over sampler seeds; last line: the training work the best plain
+sampler and the best of the tool's settings need to reach 0.95 (mean over seeds).
 
     python benchmarks/search_efficiency.py [--table PATH] [--seeds N] [--samplers tpe,random,...]
 
 About a minute on 2 CPU cores with the defaults (10 sampler seeds). Optuna's GP sampler takes
-about 6 minutes a replay here (a GP fit and acquisition search per proposal), so its replays are
-run once with ``--recompute-gp`` and kept in ``benchmarks/tables/search_efficiency_gp.json``,
-keyed by the table's SHA-256, the Optuna version and the checkpoints; a run whose table or Optuna
-differs says so and leaves GP out rather than printing stale numbers.
+15 minutes or more a replay here (a GP fit and acquisition search per proposal), so its replays are
+run on request with ``--recompute-gp`` and kept in ``benchmarks/tables/search_efficiency_gp.json``,
+one entry per sampler seed, written after each replay (a stopped recompute resumes with the seeds
+still missing), keyed by the table's SHA-256, the Optuna version and the checkpoints; a run whose
+table or Optuna differs says so and leaves GP out rather than printing stale numbers. The GP row
+says how many replays it holds.
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ NOISE_AWARE = {
     "costaware+repeats": ("costaware", "repeats = {proxy_seeds}\n", ""),
     "costaware+rungs": ("costaware", "", '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/3"\n'),
 }
+# the same settings starting from the paper's families (``evaluate_first``, as the quickstart does)
+NOISE_AWARE.update(
+    {f"{k}+families": v for k, v in list(NOISE_AWARE.items()) if k in ("costaware", "costaware+repeats")}
+)
+NOISE_AWARE.update({"tpe+families": ("tpe", "", ""), "tpe+repeats+families": NOISE_AWARE["tpe+repeats"]})
 PLAIN = ("tpe", "nsga2", "gp", "random", "families")
 FAMILIES = ["all_2d", "all_3d", "all_sep", "bottom_heavy_*", "top_heavy_*"]
 
@@ -96,6 +107,7 @@ eval_clips = 440
 
 [proxy]
 evaluator = "table:{table}"
+seed = {seed}
 {steps_line}eval_every = {eval_every}
 
 [early_stopping]
@@ -180,7 +192,7 @@ def replay(job: tuple[str, int, str, str, dict]) -> tuple[str, int, dict[int, tu
             sampler=sampler,
             seed=seed,
             trials=max(CHECKPOINTS),
-            first=str(FAMILIES if sampler == "families" else []).replace("'", '"'),
+            first=str(FAMILIES if sampler == "families" or setting.endswith("+families") else []).replace("'", '"'),
             table=table_path,
             eval_every=fill["eval_every"],
         )
@@ -200,7 +212,7 @@ _TABLES: dict[str, object] = {}
 GP_CACHE = Path(__file__).resolve().parent / "tables" / "search_efficiency_gp.json"
 
 
-def _gp_key(table: Path, seeds: int) -> dict[str, object]:
+def _gp_key(table: Path) -> dict[str, object]:
     import hashlib
 
     import optuna
@@ -208,28 +220,35 @@ def _gp_key(table: Path, seeds: int) -> dict[str, object]:
     return {
         "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
         "optuna": optuna.__version__,
-        "seeds": seeds,
         "checkpoints": list(CHECKPOINTS),
-        "format": 2,  # (true, claimed) share pairs, checkpoints in training work
+        # 4: trainer seeds drawn from the replay's seed; per sampler seed: (true, claimed) share
+        # pairs, checkpoints in training work
+        "format": 4,
     }
 
 
-def _gp_cache(table: Path, seeds: int) -> dict[int, list[tuple[float, float]]] | None:
+def _gp_cache(table: Path) -> dict[int, dict[int, tuple[float, float]]]:
+    """The stored GP replays of ``table`` by sampler seed (empty when none match it)."""
     import json
 
     if not GP_CACHE.is_file():
-        return None
+        return {}
     data = json.loads(GP_CACHE.read_text())
-    if data.get("key") != _gp_key(table, seeds):
-        return None
-    return {int(n): [(float(a), float(b)) for a, b in vs] for n, vs in data["shares"].items()}
+    if data.get("key") != _gp_key(table):
+        return {}
+    return {
+        int(seed): {int(n): (float(a), float(b)) for n, (a, b) in by_n.items()}
+        for seed, by_n in data["replays"].items()
+    }
 
 
-def _store_gp_cache(table: Path, seeds: int, shares: dict[int, list[tuple[float, float]]]) -> None:
+def _store_gp_cache(table: Path, replays: dict[int, dict[int, tuple[float, float]]]) -> None:
+    """Written after every replay (atomically), so a stopped ``--recompute-gp`` resumes."""
     import json
 
-    GP_CACHE.write_text(json.dumps({"key": _gp_key(table, seeds), "shares": shares}, indent=1) + "\n")
-    print(f"stored the GP replays in {GP_CACHE}")
+    tmp = GP_CACHE.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": _gp_key(table), "replays": replays}, indent=1, sort_keys=True) + "\n")
+    tmp.replace(GP_CACHE)
 
 
 def _table(path: str):
@@ -272,37 +291,44 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ps-eff-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     (tmp / "tiny_sub.toml").write_text(SPACE.format())
     jobs = []
-    cached_gp = None
-    if "gp" in samplers and not args.recompute_gp:
-        cached_gp = _gp_cache(args.table, args.seeds)
-        if cached_gp is None:
-            print(
-                f"note: no GP replays of this table in {GP_CACHE.name} (table, Optuna version or seeds differ); "
-                "GP left out: run with --recompute-gp (about 6 minutes a replay on 2 cores) to add them"
-            )
-        samplers = [s for s in samplers if s != "gp"] + (["gp"] if cached_gp is not None else [])
+    gp_done = _gp_cache(args.table)
+    gp_seeds = sorted(seed for seed in gp_done if seed < args.seeds)
+    if "gp" in samplers and not args.recompute_gp and not gp_seeds:
+        print(
+            f"note: no GP replays of this table in {GP_CACHE.name} (table or Optuna version differ); "
+            "GP left out: run with --recompute-gp (15 minutes or more a replay on 2 cores) to add them"
+        )
+        samplers = [s for s in samplers if s != "gp"]
     for sampler in samplers:
-        if sampler == "gp" and cached_gp is not None:
-            continue
-        n_seeds = 1 if sampler == "families" else args.seeds
-        jobs += [(sampler, seed, str(args.table.resolve()), str(tmp), fill) for seed in range(n_seeds)]
+        n_seeds = args.seeds  # the families too: each replay draws its own trainer seeds
+        if sampler == "gp":  # replayed only on request, and only the seeds not stored yet
+            todo = [seed for seed in range(n_seeds) if seed not in gp_done] if args.recompute_gp else []
+        else:
+            todo = list(range(n_seeds))
+        jobs += [(sampler, seed, str(args.table.resolve()), str(tmp), fill) for seed in todo]
     jobs.sort(key=lambda j: j[0] != "gp")  # the slowest first, for an even load
     results: dict[str, dict[int, list[tuple[float, float]]]] = {s: {n: [] for n in CHECKPOINTS} for s in samplers}
     t0 = time.perf_counter()
     busy = 0.0
     try:
         with multiprocessing.get_context("spawn").Pool(max(1, args.workers)) as pool:
-            for sampler, _seed, got, elapsed in pool.imap_unordered(replay, jobs):
+            for sampler, seed, got, elapsed in pool.imap_unordered(replay, jobs):
                 busy += elapsed
+                if sampler == "gp":
+                    gp_done[seed] = dict(got)
+                    _store_gp_cache(args.table, gp_done)
+                    print(f"GP replay of sampler seed {seed} stored in {GP_CACHE.name} ({elapsed:.0f} s)", flush=True)
+                    continue
                 for n, v in got.items():
                     results[sampler][n].append(v)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     wall = time.perf_counter() - t0
-    if cached_gp is not None:
-        results["gp"] = cached_gp
-    elif args.recompute_gp and "gp" in results:
-        _store_gp_cache(args.table, args.seeds, results["gp"])
+    gp_seeds = sorted(seed for seed in gp_done if seed < args.seeds)
+    if "gp" in results and not gp_seeds:
+        del results["gp"]
+    elif "gp" in results:
+        results["gp"] = {n: [gp_done[seed][n] for seed in gp_seeds] for n in CHECKPOINTS}
     print(
         f"reference hypervolume share of the reported front ({table.path.name}; mean ± std over sampler seeds), "
         "by training work spent (trials' worth at the proxy budget; a promoted run counts by its steps)"
@@ -331,7 +357,7 @@ def main() -> None:
         )
     print(
         f"({len(jobs)} replays through the real driver: {wall:.0f} s wall, {busy / max(1, len(jobs)):.1f} s a replay"
-        + (f"; GP: {len(cached_gp[CHECKPOINTS[0]])} replays from {GP_CACHE.name})" if cached_gp is not None else ")")
+        + (f"; GP: {len(gp_seeds)} replays stored in {GP_CACHE.name})" if "gp" in results else ")")
     )
     print(
         "claimed-true: the hypervolume share the study claims (its reported accuracies) minus the share the "

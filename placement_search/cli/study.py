@@ -313,7 +313,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     folders: list[str] = []
     if args.study:
         study = load_study(storage, args.study)
-        path += f"studies/{study._study_id}"
+        path += f"studies/{storage.get_study_id_from_name(study.study_name)}"
         folders = [study.user_attrs["artifact_dir"]] if study.user_attrs.get("artifact_dir") else []
     else:
         for s in optuna.get_all_study_summaries(storage, include_best_trial=False):

@@ -228,7 +228,7 @@ class SearchDriver(Concluding):
             attrs=attrs,
         )
         self.study = study
-        self.study_id = study._study_id
+        self.study_id = self.storage.get_study_id_from_name(study.study_name)
         enqueue_first(study, self.space, self.first)
         self.artifact_store = None
         if self.cfg.artifacts.enabled:
