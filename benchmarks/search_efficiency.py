@@ -63,9 +63,11 @@ NOISE_AWARE = {
 }
 # the same settings starting from the paper's families (``evaluate_first``, as the quickstart does)
 NOISE_AWARE.update(
-    {f"{k}+families": v for k, v in list(NOISE_AWARE.items()) if k in ("costaware", "costaware+repeats")}
+    {
+        f"{k}+families": NOISE_AWARE.get(k, ("tpe", "", ""))
+        for k in ("tpe", "tpe+repeats", "costaware", "costaware+repeats")
+    }
 )
-NOISE_AWARE.update({"tpe+families": ("tpe", "", ""), "tpe+repeats+families": NOISE_AWARE["tpe+repeats"]})
 PLAIN = ("tpe", "nsga2", "gp", "random", "families")
 FAMILIES = ["all_2d", "all_3d", "all_sep", "bottom_heavy_*", "top_heavy_*"]
 
