@@ -2,8 +2,9 @@
 
 Reads ``benchmarks/tables/tiny_sub243.csv`` (``placement-search table build studies/table_tiny.toml``;
 every placement of the tiny space with op kinds 2d/3d/sep, 3 trainer seeds at the proxy budget of
-the quickstart, 1 seed at a reference budget of 5x the steps) and prints, over the placements that
-hold every run at both budgets:
+the quickstart, 1 or 2 seeds at a reference budget of 5x the steps) and prints, over the placements
+that hold every run at both budgets (the reference is the mean of its complete seeds, those every
+placement holds; a seed still being built enters (e) only):
 
 (a) Kendall tau and top-10% overlap between two trainer seeds at the proxy budget (each pair);
 (b) between one proxy seed and the reference (each seed);
@@ -12,7 +13,12 @@ hold every run at both budgets:
     20, 40, 60: a run of 80 steps stopped early, which is not a shorter cosine schedule), the
     mean of k proxy seeds, and the reference run read at its own intermediate evaluations
     (steps 100, 200, 300: 1 seed, so its tau against the reference at 400 is optimistic: the
-    same run); cost = the mean measured wall time of a proxy run x k x (step / steps).
+    same run); cost = the mean measured wall time of a proxy run x k x (step / steps);
+(e) the reference against itself, where placements hold two reference seeds: their tau and
+    Pearson r (one reference run's reliability), the tau an exact ranking could reach against the
+    mean of m reference seeds (Spearman-Brown for the mean, Greiner's tau = 2/pi arcsin rho), and
+    the taus of (c) corrected for the reference's noise (Spearman's correction for attenuation):
+    a tau of 0.6 cannot be measured against a reference that agrees with itself less.
 
 It also prints the held-out set's own noise (binomial standard error at the table's mean
 accuracy) beside the seed-to-seed spread, and names the cheapest candidate with tau >= 0.6 (the
@@ -34,8 +40,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from placement_search.table import read_table
-from placement_search.table.analysis import kendall_tau, mean_of_seeds, seed_subsets, top_overlap
+from placement_search.table import Table, read_table
+from placement_search.table.analysis import (
+    disattenuated_tau,
+    kendall_tau,
+    mean_of_seeds,
+    seed_agreement,
+    seed_subsets,
+    tau_ceiling,
+    top_overlap,
+)
 
 DEFAULT = Path(__file__).resolve().parent / "tables" / "tiny_sub243.csv"
 GOAL = 0.6
@@ -52,7 +66,7 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=DEFAULT)
     args = parser.parse_args()
     t = read_table(args.table)
-    pseeds, rseeds = t.seeds("proxy"), t.seeds("reference")
+    pseeds, rseeds = t.seeds("proxy"), t.complete_seeds("reference")
     places = [
         p
         for p in t.placements("proxy")
@@ -64,7 +78,7 @@ def main() -> None:
     ref = mean_of_seeds(t, places, "reference", rseeds)
     n_all = len(t.placements())
     proxy_rows = [r for p in places for r in t.runs(p, "proxy")]
-    ref_rows = [r for p in places for r in t.runs(p, "reference")]
+    ref_rows = [r for p in places for r in t.runs(p, "reference") if r.seed in rseeds]
     proxy_steps = proxy_rows[0].steps
     ref_steps = ref_rows[0].steps
     proxy_wall = statistics.fmean(r.wall_time_s for r in proxy_rows)
@@ -73,6 +87,10 @@ def main() -> None:
         f"table {args.table.name}: {len(places)} of {n_all} placements with every run; proxy: {proxy_steps} steps, "
         f"seeds {pseeds}, {proxy_wall:.1f} s a run; reference: {ref_steps} steps, seeds {rseeds}, {ref_wall:.1f} s a run"
     )
+    for s in t.seeds("reference"):
+        if s not in rseeds:
+            have = sum(t.accuracy(p, "reference", s) is not None for p in places)
+            print(f"reference seed {s}: {have} of {len(places)} placements so far (being built; used in (e) only)")
     accs = [r.accuracy for r in proxy_rows if r.accuracy is not None]
     spreads = [max(a) - min(a) for p in places if len(a := [t.accuracy(p, "proxy", s) or 0.0 for s in pseeds]) > 1]
     clips = int(json.loads(proxy_rows[0].extra.get("data") or "{}").get("eval_clips", 0))
@@ -124,9 +142,9 @@ def main() -> None:
         if step >= ref_steps:
             continue
         a = [
-            statistics.fmean(dict(t.row(p, "reference", s).eval_curve).get(step, math.nan) for s in rseeds)
+            statistics.fmean(dict(t.row(p, "reference", s).eval_curve).get(step, math.nan) for s in rseeds)  # type: ignore[union-attr]
             for p in places
-        ]  # type: ignore[union-attr]
+        ]
         if not any(math.isnan(x) for x in a):
             cands.append(
                 (
@@ -138,6 +156,7 @@ def main() -> None:
     cands.sort(key=lambda c: c[2])
     for name, tau, cost in cands:
         print(f"    {name:58s} tau {tau:+.3f}  cost {cost:6.1f} s  tau per 100 s {100 * tau / cost:+.2f}")
+    r = _reference_noise(t, places, len(rseeds), taus_k, cands)
     ok = [c for c in cands if c[1] >= GOAL and not c[0].startswith("reference")]
     if ok:
         name, tau, cost = ok[0]
@@ -148,7 +167,51 @@ def main() -> None:
         print(
             f"no proxy candidate in the table reaches tau >= {GOAL}; the best: {best[0]}, {best[2]:.1f} s a placement"
         )
-        print(f"best proxy Kendall tau vs reference: {best[1]:.3f} (goal {GOAL} not met)")
+        noise = (
+            ""
+            if r is None
+            else f"; {disattenuated_tau(best[1], r, len(rseeds)):.2f} corrected for the reference's noise"
+        )
+        print(f"best proxy Kendall tau vs reference: {best[1]:.3f} (goal {GOAL} not met{noise})")
+
+
+def _reference_noise(
+    t: Table, places: list[str], m: int, taus_k: dict[int, list[float]], cands: list[tuple[str, float, float]]
+) -> float | None:
+    """(e): how well the reference agrees with itself, what that allows any proxy, and the
+    measured taus corrected for it. Returns one reference seed's reliability (None: one seed)."""
+    agree = seed_agreement(t, "reference")
+    if agree is None:
+        print("(e) the reference against itself: one reference seed, so its own noise is not measured")
+        return None
+    n, tau_rr, r = agree
+    lo, hi = (math.tanh(math.atanh(max(min(r, 0.999), -0.999)) + z / math.sqrt(max(n - 3, 1))) for z in (-1.96, 1.96))
+    print(f"(e) the reference against itself, on the {n} placements that hold two reference seeds")
+    print(
+        f"    reference seed vs reference seed: tau {tau_rr:+.3f}, Pearson r {r:.2f} (95% interval {lo:.2f}-{hi:.2f}): "
+        "one reference run's reliability"
+    )
+    ceil = ", ".join(f"m={k} {tau_ceiling(r, k):.2f}" for k in (1, 2, 3, 4, 6))
+    print(
+        "    an exact ranking (each placement's expected reference accuracy) would reach, against the mean of m "
+        f"reference seeds, tau {ceil} (Spearman-Brown, Greiner)"
+    )
+    need = next((k for k in range(1, 33) if tau_ceiling(r, k) >= GOAL), None)
+    print(
+        f"    tau >= {GOAL} is reachable only against the mean of >= {need or '> 32'} reference seeds; this table has {m}"
+    )
+    shared = [p for p in places if all(t.accuracy(p, "reference", s) is not None for s in t.seeds("reference"))]
+    if len(shared) >= 10 and len(pseeds := t.seeds("proxy")) > 1:
+        a = mean_of_seeds(t, shared, "proxy", pseeds)
+        one = mean_of_seeds(t, shared, "reference", [t.seeds("reference")[0]])
+        both = mean_of_seeds(t, shared, "reference", t.seeds("reference"))
+        print(
+            f"    on those placements, the mean of {len(pseeds)} proxy seeds: tau {kendall_tau(a, one):+.3f} vs reference "
+            f"seed {t.seeds('reference')[0]}, {kendall_tau(a, both):+.3f} vs the mean of {len(t.seeds('reference'))}"
+        )
+    corr = ", ".join(f"k={k} {disattenuated_tau(statistics.fmean(v), r, m):.2f}" for k, v in sorted(taus_k.items()))
+    print(f"    (c) corrected for the reference's noise (tau vs the noise-free reference, estimated): {corr}")
+    return r
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ reference budget), ``repeats`` (three trainer seeds a placement), the cost-aware
 does). Printed: mean ± std over sampler seeds; last line: the training work the best plain
 sampler and the best of the tool's settings need to reach 0.95 (mean over seeds).
 
-    python benchmarks/search_efficiency.py [--table PATH] [--seeds N] [--samplers tpe,random,...]
+    python benchmarks/search_efficiency.py [--table PATH] [--seeds N] [--samplers tpe,random,...|all]
 
-About a minute on 2 CPU cores with the defaults (10 sampler seeds). Optuna's GP sampler takes
+Under a minute on 2 quiet CPU cores with the defaults (10 sampler seeds of 10 settings, about
+0.8 s a replay); ``--samplers all`` replays the other settings too (tpe+rungs/5, costaware alone,
+costaware+rungs, costaware+families). Optuna's GP sampler takes
 15 minutes or more a replay here (a GP fit and acquisition search per proposal), so its replays are
 run on request with ``--recompute-gp`` and kept in ``benchmarks/tables/search_efficiency_gp.json``,
 one entry per sampler seed, written after each replay (a stopped recompute resumes with the seeds
@@ -47,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from placement_search.study.estimates import estimates, front_estimates
 from placement_search.study.records import COUNTED, run_fields, trial_attrs
 from placement_search.table import read_table
-from placement_search.table.analysis import hypervolume, reference_points
+from placement_search.table.analysis import front, hypervolume, mean_of_seeds, reference_points
 
 DEFAULT = Path(__file__).resolve().parent / "tables" / "tiny_sub243.csv"
 CHECKPOINTS = (20, 40, 60, 100, 200)
@@ -69,6 +71,18 @@ NOISE_AWARE.update(
     }
 )
 PLAIN = ("tpe", "nsga2", "gp", "random", "families")
+#: what runs without flags (under a minute on 2 cores): every plain sampler, the quickstart's
+#: setting (tpe+families), and per mechanism (promotion, repeats, the cost-aware sampler) the
+#: settings that came closest to 0.95; ``--samplers all`` adds the rest
+DEFAULT_SETTINGS = (
+    *PLAIN,
+    "tpe+families",
+    "tpe+rungs",
+    "tpe+repeats",
+    "costaware+repeats",
+    "tpe+repeats+families",
+    "costaware+repeats+families",
+)
 FAMILIES = ["all_2d", "all_3d", "all_sep", "bottom_heavy_*", "top_heavy_*"]
 
 SPACE = """
@@ -165,6 +179,25 @@ def shares(table, reported: dict[str, tuple[float, int]], places) -> tuple[float
     true = hypervolume((pts[p] for p in reported if p in pts), ref) / total
     claimed = hypervolume(((a, float(m)) for p, (a, m) in reported.items() if p in pts), ref) / total
     return true, claimed
+
+
+def _proxy_ceiling(table, places) -> None:
+    """What no search on this proxy can beat by much: the front of the proxy's scores of every
+    placement (one seed, and the mean of all), judged by the reference like a replay's."""
+    seeds = table.seeds("proxy")
+    costs = {p: table.cost(p)[0] for p in places}
+
+    def judged(scores: list[float]) -> float:
+        rep = [places[i] for i in front([(a, float(costs[p])) for a, p in zip(scores, places)])]
+        return shares(table, {p: (0.0, costs[p]) for p in rep}, places)[0]
+
+    one = [judged(mean_of_seeds(table, places, "proxy", [s])) for s in seeds]
+    every = judged(mean_of_seeds(table, places, "proxy", seeds))
+    print(
+        f"every placement evaluated (the proxy's own ceiling): the front of {len(places)} proxy scores gives "
+        f"{statistics.fmean(one):.3f} ± {statistics.stdev(one) if len(one) > 1 else 0.0:.3f} with one seed "
+        f"({len(places)} trials' worth), {every:.3f} with the mean of {len(seeds)} ({len(seeds) * len(places)})"
+    )
 
 
 def replay(job: tuple[str, int, str, str, dict]) -> tuple[str, int, dict[int, tuple[float, float]], float]:
@@ -264,7 +297,9 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=DEFAULT)
     parser.add_argument("--seeds", type=int, default=10, help="sampler seeds per sampler")
     parser.add_argument(
-        "--samplers", default=",".join((*PLAIN, *NOISE_AWARE)), help="samplers and noise-aware settings"
+        "--samplers",
+        default=",".join(DEFAULT_SETTINGS),
+        help=f"samplers and noise-aware settings, or 'all' (default: {','.join(DEFAULT_SETTINGS)})",
     )
     parser.add_argument(
         "--recompute-gp", action="store_true", help=f"replay GP now (slow) and store the result in {GP_CACHE.name}"
@@ -286,7 +321,7 @@ def main() -> None:
         "eval_every": first.eval_curve[0][0] if len(first.eval_curve) > 1 else 0,
         "proxy_seeds": len(table.seeds("proxy")),
     }
-    samplers = args.samplers.split(",")
+    samplers = list((*PLAIN, *NOISE_AWARE)) if args.samplers == "all" else args.samplers.split(",")
     for s_ in samplers:
         if s_ not in PLAIN and s_ not in NOISE_AWARE:
             parser.error(f"--samplers: unknown {s_!r}; known: {', '.join((*PLAIN, *NOISE_AWARE))}")
@@ -365,6 +400,7 @@ def main() -> None:
         "claimed-true: the hypervolume share the study claims (its reported accuracies) minus the share the "
         "reference gives the same placements, at the work where it reaches 0.95 (else at 60)"
     )
+    _proxy_ceiling(table, places)
     plain = {s: v for s, v in need.items() if s in PLAIN and s != "families"}
     aware = {s: v for s, v in need.items() if s in NOISE_AWARE}
     at60 = {s: statistics.fmean(a for a, _ in results[s][60]) for s in results}

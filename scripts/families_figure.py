@@ -33,7 +33,7 @@ def family_points(table, space, budget: str) -> dict[str, list[tuple[int, str, f
         pts = []
         for k in range(n + 1):
             p = space.placement_string(space.resolve(f"{prefix}_{k}"))
-            s = table.stats(p, budget)
+            s = table.stats(p, budget, table.complete_seeds(budget))
             if s is None:
                 continue
             pts.append((k, p, s[0], s[1], s[2], table.cost(p)[0] / 1e9))
@@ -107,7 +107,7 @@ def main() -> None:
     for budget in table.budgets:
         fams = family_points(table, space, budget)
         steps = table.runs(fams["bottom-heavy"][0][1], budget)[0].steps
-        seeds = len(table.seeds(budget))
+        seeds = len(table.complete_seeds(budget))  # a seed still being built is left out
         panels.append((f"{budget}: {steps} steps, {seeds} seed(s), mean ± std", fams))
         print(f"\n{budget} ({steps} steps): top-1 % mean ± std over seeds")
         print("| K | bottom-heavy | top-heavy |\n|---|---|---|")

@@ -135,6 +135,34 @@ class Book:
         p = self.minimised(values)
         return not any(dominates(q, p) for q in self._front)
 
+    def on_estimate_front(self, key: str, steps: int | None, values: Sequence[float]) -> bool:
+        """Whether placement ``key``, once a new ok run (``steps``; ``values`` its objective
+        values) counts, is on the front of per-placement estimates: each placement's mean
+        accuracy at the highest budget it reached, as ``pareto`` reports it, among the
+        placements whose highest budget is the same as this one's (a placement whose first
+        outcome broke a constraint is not on it). This, not the run's own accuracy, decides
+        whether a repeat's or a promoted run's weights are worth keeping."""
+        runs = [(r.steps, r.accuracy) for r in self.runs.get(key, ()) if r.status == "ok" and r.accuracy is not None]
+        runs.append((steps or 0, float(values[self.acc_i])))
+        top = max(s for s, _ in runs)
+        mine = list(self.first_values.get(key, values))
+        mine[self.acc_i] = statistics.fmean(a for s, a in runs if s == top)
+        p = self.minimised(mine)
+        for k in self.first_values:
+            if k == key or self._broke_constraint(k):
+                continue
+            ok = [r.steps for r in self.runs.get(k, ()) if r.status == "ok" and r.accuracy is not None]
+            if not ok or max(ok) != top:
+                continue
+            est = self.estimate(k)
+            if est is not None and dominates(self.minimised(est), p):
+                return False
+        return True
+
+    def _broke_constraint(self, key: str) -> bool:
+        outcome = self.outcomes.get(key)
+        return outcome is not None and any(c > 0 for c in outcome["system_attrs"].values())
+
     @property
     def front_size(self) -> int:
         return len(self._front)

@@ -173,7 +173,8 @@ class Concluding(Dispatching):
         """A finished trial's files for the artifact store (weights as ``keep_weights`` says)."""
         keep = self.cfg.artifacts.keep_weights
         kept = bool(final.get("weights")) and (
-            keep == "all" or (keep == "pareto" and values is not None and self.book.on_front(values))
+            keep == "all"
+            or (keep == "pareto" and values is not None and self.book.on_estimate_front(fl.key, fl.steps, values))
         )
         if kept:
             ua["weights_kept"] = True

@@ -79,6 +79,7 @@ class Proposer:
         )
         self.sampler = self.mirror.sampler
         self.directions = list(directions)
+        self._token_keys: dict[tuple[str | None, ...], str] = {}
         #: show early-stopped runs as COMPLETE with their accuracy when stopped (see
         #: :attr:`.samplers.SamplerEntry.learns_from_pruned`)
         self.partial_as_complete = sampler in SAMPLERS and not SAMPLERS[sampler].learns_from_pruned
@@ -217,18 +218,28 @@ class Proposer:
             return False
         taken = taken | self.queued_keys()
         groups = list(self.space.groups)
+        proposed = {k: str(v) for k, v in mt.params.items()}  # mt.params deep-copies on each read
         for _ in range(4 * len(groups)):
             g = groups[self.rng.randrange(len(groups))]
-            current = str(mt.params[g.name])
+            current = proposed[g.name]
             options = [t for t in g.tokens if t != current]
             if not options:
                 continue
-            params = {**{k: str(v) for k, v in mt.params.items()}, g.name: options[self.rng.randrange(len(options))]}
-            cand = placement_key(self.space.from_group_tokens(params, "neighbour"))
+            params = {**proposed, g.name: options[self.rng.randrange(len(options))]}
+            cand = self._tokens_key(params)
             if cand not in taken:
                 self.neighbours.append((params, origin))
                 break
         return True
 
     def queued_keys(self) -> set[str]:
-        return {placement_key(self.space.from_group_tokens(p, "neighbour")) for p, _ in self.neighbours}
+        return {self._tokens_key(p) for p, _ in self.neighbours}
+
+    def _tokens_key(self, params: dict[str, str]) -> str:
+        """The placement key of group tokens (remembered: late in a study most neighbours
+        tried are taken, and building each placement is the cost)."""
+        tokens = tuple(params.get(g.name) for g in self.space.groups)
+        key = self._token_keys.get(tokens)
+        if key is None:
+            key = self._token_keys[tokens] = placement_key(self.space.from_group_tokens(params, "neighbour"))
+        return key

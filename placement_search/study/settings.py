@@ -211,8 +211,9 @@ class ArtifactsConfig:
     """Files kept with each trial in Optuna's artifact store (shown by optuna-dashboard):
     ``placement.json``, ``costs.csv`` (per-position cost at the target input), ``curve.csv``
     (training loss and held-out accuracy by step), and the proxy's trained weights
-    (``weights.safetensors``) for ``keep_weights``: ``pareto`` (trials on the Pareto front
-    when they finish), ``all`` or ``none``. ``path``: the artifact folder (default: next to a
+    (``weights.safetensors``) for ``keep_weights``: ``pareto`` (trials whose placement is on
+    the front when they finish, judged on its mean accuracy at its highest budget, as
+    ``pareto`` reports it), ``all`` or ``none``. ``path``: the artifact folder (default: next to a
     SQLite file, ``<name>-artifacts``; else ``./placement-search-artifacts``). ``figures_every``:
     seconds between refreshes of the study's dashboard figures while it runs."""
 

@@ -17,12 +17,16 @@ from .. import pareto
 from .table import Table
 
 __all__ = [
+    "disattenuated_tau",
     "front",
     "hypervolume",
     "kendall_tau",
     "mean_of_seeds",
+    "mean_reliability",
     "reference_hv_share",
     "reference_points",
+    "seed_agreement",
+    "tau_ceiling",
     "top_overlap",
 ]
 
@@ -79,13 +83,18 @@ def reference_points(
     """Every placement's ``(budget mean accuracy, exact target MACs)`` and the hypervolume
     reference point: the nadir of the table (its lowest accuracy; ``cost_margin`` x its largest
     MACs). An accuracy floor of 0 would make every share look high: accuracies here live in
-    70-95%, and the area below them would swamp the differences between fronts."""
+    70-95%, and the area below them would swamp the differences between fronts.
+
+    The mean is over the budget's complete seeds (:meth:`Table.complete_seeds`), so that a seed
+    still being built does not make some placements two-seed means and others single runs (a
+    single run is more often extreme, and the true front would favour it)."""
     universe = list(placements) if placements is not None else table.placements(budget)
+    seeds = table.complete_seeds(budget) or table.seeds(budget)
     pts: dict[str, tuple[float, float]] = {}
     for p in universe:
-        acc = table.accuracy(p, budget)
-        if acc is not None:
-            pts[p] = (acc, float(table.cost(p)[0]))
+        accs = [a for s in seeds if (a := table.accuracy(p, budget, s)) is not None]
+        if accs:
+            pts[p] = (statistics.fmean(accs), float(table.cost(p)[0]))
     ref = (min(a for a, _ in pts.values()), cost_margin * max(c for _, c in pts.values()))
     return pts, ref
 
@@ -106,3 +115,57 @@ def reference_hv_share(
     true = hypervolume(pts.values(), ref)
     got = hypervolume((pts[p] for p in set(reported) if p in pts), ref)
     return got / true if true > 0 else 0.0
+
+
+# -- how reliable is a ranking? ----------------------------------------------------------------
+# A budget's seeds do not agree with each other perfectly, so no proxy can agree with one seed
+# (or a mean of a few) perfectly either. The classical correction for attenuation (Spearman,
+# 1904) says how far: the reliability of the mean of m seeds is m r / (1 + (m - 1) r)
+# (Spearman-Brown) for one seed's reliability r (the Pearson correlation of two seeds over the
+# placements), and a ranking that were exact would correlate with that mean at the square root
+# of it. Kendall's tau and Pearson's rho of normal scores are tied by tau = 2/pi arcsin(rho)
+# (Greiner's relation), which carries both over to tau.
+
+
+def seed_agreement(table: Table, budget: str) -> tuple[int, float, float] | None:
+    """``(placements, Kendall tau, Pearson r)`` between a budget's seeds, averaged over pairs
+    of seeds, on the placements that hold both seeds of a pair (None: no pair shares 3)."""
+    taus, rs, ns = [], [], []
+    for s1, s2 in combinations(table.seeds(budget), 2):
+        pairs = [
+            (a, b)
+            for p in table.placements(budget)
+            if (a := table.accuracy(p, budget, s1)) is not None and (b := table.accuracy(p, budget, s2)) is not None
+        ]
+        if len(pairs) < 3:
+            continue
+        x, y = np.array(pairs, dtype=float).T
+        taus.append(kendall_tau(x.tolist(), y.tolist()))
+        rs.append(float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else 0.0)
+        ns.append(len(pairs))
+    if not taus:
+        return None
+    return min(ns), statistics.fmean(taus), statistics.fmean(rs)
+
+
+def mean_reliability(r: float, m: int) -> float:
+    """Reliability of the mean of ``m`` seeds for one seed's reliability ``r`` (Spearman-Brown)."""
+    r = min(max(r, 0.0), 1.0)
+    return m * r / (1 + (m - 1) * r) if r > 0 else 0.0
+
+
+def tau_ceiling(r: float, m: int) -> float:
+    """The Kendall tau an exact ranking (each placement's expected accuracy) would reach against
+    the mean of ``m`` seeds, for one seed's reliability ``r``."""
+    return float(2 / np.pi * np.arcsin(np.sqrt(mean_reliability(r, m))))
+
+
+def disattenuated_tau(tau: float, r: float, m: int) -> float:
+    """A measured tau against the mean of ``m`` seeds, corrected for those seeds' own noise: the
+    estimated tau against the noise-free ranking (each placement's expected accuracy). Capped at
+    1; an estimate, as uncertain as ``r`` is."""
+    rel = mean_reliability(r, m)
+    if rel <= 0:
+        return float("nan")
+    rho = np.sin(np.pi * tau / 2) / np.sqrt(rel)
+    return float(2 / np.pi * np.arcsin(np.clip(rho, -1.0, 1.0)))

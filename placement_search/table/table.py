@@ -158,14 +158,13 @@ class Table:
             self._by.setdefault((r.placement, r.budget), []).append(r)
         for v in self._by.values():
             v.sort(key=lambda r: r.seed)
+        self._budgets = tuple(dict.fromkeys(r.budget for r in rows))
 
     # -- what it holds -------------------------------------------------------------------
     @property
     def budgets(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for r in self.rows:
-            seen.setdefault(r.budget, None)
-        return list(seen)
+        """The budgets, in the order of their first row."""
+        return list(self._budgets)
 
     def placements(self, budget: str | None = None, *, complete: bool = False) -> list[str]:
         """Placements with at least one ok row at ``budget`` (any budget if None); with
@@ -181,7 +180,14 @@ class Table:
         return out
 
     def seeds(self, budget: str) -> list[int]:
+        """Every trainer seed with a row at ``budget``."""
         return sorted({r.seed for r in self.rows if r.budget == budget})
+
+    def complete_seeds(self, budget: str) -> list[int]:
+        """The seeds with an ok run for every placement at ``budget``: the seeds whose mean is
+        comparable across placements while a seed is still being built."""
+        places = self.placements(budget)
+        return [s for s in self.seeds(budget) if all(self.accuracy(p, budget, s) is not None for p in places)]
 
     def runs(self, placement: str, budget: str) -> list[Row]:
         """The ok rows of a placement at a budget, by seed."""
@@ -199,9 +205,15 @@ class Table:
         accs = [r.accuracy for r in runs if r.accuracy is not None]
         return statistics.fmean(accs) if accs else None
 
-    def stats(self, placement: str, budget: str) -> tuple[float, float, int] | None:
-        """``(mean, standard deviation, runs)`` of a placement's accuracy at a budget."""
-        accs = [r.accuracy for r in self.runs(placement, budget) if r.accuracy is not None]
+    def stats(self, placement: str, budget: str, seeds: Iterable[int] | None = None) -> tuple[float, float, int] | None:
+        """``(mean, standard deviation, runs)`` of a placement's accuracy at a budget (over
+        ``seeds`` only, if given)."""
+        keep = None if seeds is None else set(seeds)
+        accs = [
+            r.accuracy
+            for r in self.runs(placement, budget)
+            if r.accuracy is not None and (keep is None or r.seed in keep)
+        ]
         if not accs:
             return None
         return statistics.fmean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0), len(accs)

@@ -1,0 +1,89 @@
+"""Measurements on a table: complete seeds, the reference's own agreement, and the correction
+for its noise. The expected numbers come from handmade tables and from simulated scores whose
+noise-free ranking is known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_table import _row
+
+from placement_search.table import read_table, write_table
+from placement_search.table.analysis import (
+    disattenuated_tau,
+    kendall_tau,
+    mean_reliability,
+    reference_points,
+    seed_agreement,
+    tau_ceiling,
+)
+
+GROUPS = ["stem", "layer1.0"]
+
+
+def _table(tmp_path, rows):
+    path = tmp_path / "t.csv"
+    write_table(path, rows, GROUPS, ["appearance"])
+    return read_table(path)
+
+
+def test_a_seed_being_built_does_not_enter_the_truth(tmp_path):
+    # seed 1 of the reference exists for one placement only: the truth stays seed 0's values
+    rows = [
+        _row("2d 2d", "reference", 0, 0.50, GROUPS, macs=1),
+        _row("2d 3d", "reference", 0, 0.70, GROUPS, macs=2),
+        _row("3d 3d", "reference", 0, 0.90, GROUPS, macs=3),
+        _row("3d 3d", "reference", 1, 0.60, GROUPS, macs=3),
+    ]
+    t = _table(tmp_path, rows)
+    assert t.seeds("reference") == [0, 1]
+    assert t.complete_seeds("reference") == [0]
+    pts, ref = reference_points(t)
+    assert pts == {"2d 2d": (0.50, 1.0), "2d 3d": (0.70, 2.0), "3d 3d": (0.90, 3.0)}
+    assert ref == (0.50, pytest.approx(3.3))
+    # once every placement has seed 1, the truth is the mean of both
+    rows += [_row("2d 2d", "reference", 1, 0.60, GROUPS, macs=1), _row("2d 3d", "reference", 1, 0.80, GROUPS, macs=2)]
+    t = _table(tmp_path, rows)
+    assert t.complete_seeds("reference") == [0, 1]
+    pts, _ = reference_points(t)
+    assert pts["3d 3d"][0] == pytest.approx(0.75) and pts["2d 2d"][0] == pytest.approx(0.55)
+
+
+def test_seed_agreement_on_the_shared_placements(tmp_path):
+    accs = {"2d 2d": (0.1, 0.4), "2d 3d": (0.2, 0.3), "3d 2d": (0.3, 0.2), "3d 3d": (0.4, 0.1)}
+    rows = [_row(p, "reference", s, a[s], GROUPS) for p, a in accs.items() for s in (0, 1)]
+    rows.append(_row("2d sep", "reference", 0, 0.9, GROUPS))  # no seed 1: left out of the pair
+    n, tau, r = seed_agreement(_table(tmp_path, rows), "reference")
+    assert (n, tau, r) == (4, pytest.approx(-1.0), pytest.approx(-1.0))  # seed 1 reverses seed 0
+    assert seed_agreement(_table(tmp_path, rows[:2]), "reference") is None  # one placement shares both
+
+
+def test_spearman_brown():
+    # two seeds with reliability 1/2: their mean has 2 * 0.5 / 1.5 = 2/3
+    assert mean_reliability(0.5, 2) == pytest.approx(2 / 3)
+    assert mean_reliability(0.5, 1) == 0.5 and mean_reliability(1.0, 5) == 1.0 and mean_reliability(-0.2, 3) == 0.0
+    # Greiner: an exact ranking against one seed of reliability r = sin(pi/6)^2 = 1/4 has
+    # rho = 1/2, tau = 2/pi * pi/6 = 1/3
+    assert tau_ceiling(0.25, 1) == pytest.approx(1 / 3)
+
+
+def test_the_correction_recovers_the_noise_free_tau():
+    """Simulated placements: a true score z, reference seeds z + noise of reliability 0.4, a
+    proxy that sees z through its own noise. The ceiling predicts the tau of z against the
+    reference mean, and the corrected tau of the proxy predicts its tau against z."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    z = rng.standard_normal(n)
+    sd = math.sqrt(1 / 0.4 - 1)  # var(z) / (var(z) + sd^2) = 0.4
+    seeds = [z + sd * rng.standard_normal(n) for _ in range(3)]
+    proxy = z + 0.8 * rng.standard_normal(n)
+    r = float(np.corrcoef(seeds[0], seeds[1])[0, 1])
+    assert r == pytest.approx(0.4, abs=0.04)
+    for m in (1, 2, 3):
+        ref = np.mean(seeds[:m], axis=0)
+        assert tau_ceiling(r, m) == pytest.approx(kendall_tau(z, ref), abs=0.03)
+        measured = kendall_tau(proxy, ref)
+        assert measured < kendall_tau(proxy, z) - 0.1  # the noise in the reference hides agreement
+        assert disattenuated_tau(measured, r, m) == pytest.approx(kendall_tau(proxy, z), abs=0.04)
