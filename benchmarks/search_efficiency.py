@@ -200,6 +200,40 @@ def _proxy_ceiling(table, places) -> None:
     )
 
 
+def _reference_ceiling(table) -> None:
+    """What the reference's own noise allows: on the placements holding two reference seeds,
+    the front one seed picks judged by the other (each way), beside the proxy's front there.
+    A search judged by one reference seed cannot expect much more than another reference run
+    of every placement gets."""
+    rseeds = table.seeds("reference")
+    if len(rseeds) < 2:
+        return
+    s0, s1 = rseeds[:2]
+    shared = [
+        p
+        for p in table.placements("reference")
+        if table.accuracy(p, "reference", s0) is not None and table.accuracy(p, "reference", s1) is not None
+    ]
+    if len(shared) < 10:
+        return
+    _, ref = reference_points(table)  # the replays' reference point
+    cost = {p: float(table.cost(p)[0]) for p in shared}
+
+    def share(pick: dict[str, float], judge: int) -> float:
+        names = list(pick)
+        rep = [names[i] for i in front([(pick[p], cost[p]) for p in names])]
+        pts = {p: (table.accuracy(p, "reference", judge), cost[p]) for p in shared}
+        return hypervolume((pts[p] for p in rep), ref) / hypervolume(pts.values(), ref)
+
+    by = {s: {p: table.accuracy(p, "reference", s) for p in shared} for s in (s0, s1)}
+    proxy = {p: table.accuracy(p, "proxy") for p in shared}
+    print(
+        f"the reference's own noise: on the {len(shared)} placements with reference seeds {s0} and {s1}, the front of "
+        f"one seed judged by the other gives {share(by[s1], s0):.3f} and {share(by[s0], s1):.3f}; the front of the "
+        f"proxy's mean gives {share(proxy, s0):.3f} and {share(proxy, s1):.3f}"
+    )
+
+
 def replay(job: tuple[str, int, str, str, dict]) -> tuple[str, int, dict[int, tuple[float, float]], float]:
     """One study against the table (in a worker process): the (true, claimed) reference HV
     share at each checkpoint."""
@@ -401,6 +435,7 @@ def main() -> None:
         "reference gives the same placements, at the work where it reaches 0.95 (else at 60)"
     )
     _proxy_ceiling(table, places)
+    _reference_ceiling(table)
     plain = {s: v for s, v in need.items() if s in PLAIN and s != "families"}
     aware = {s: v for s, v in need.items() if s in NOISE_AWARE}
     at60 = {s: statistics.fmean(a for a, _ in results[s][60]) for s in results}

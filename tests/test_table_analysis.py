@@ -87,3 +87,15 @@ def test_the_correction_recovers_the_noise_free_tau():
         measured = kendall_tau(proxy, ref)
         assert measured < kendall_tau(proxy, z) - 0.1  # the noise in the reference hides agreement
         assert disattenuated_tau(measured, r, m) == pytest.approx(kendall_tau(proxy, z), abs=0.04)
+
+
+def test_the_data_card_says_which_seed_is_still_being_built():
+    from placement_search.inspect.table_export import _seeds_cell
+
+    rows = [{"placement": p, "budget": "reference", "seed": 0, "status": "ok"} for p in ("a", "b", "c")]
+    rows += [
+        {"placement": "a", "budget": "reference", "seed": 1, "status": "ok"},
+        {"placement": "b", "budget": "reference", "seed": 1, "status": "failed"},
+    ]
+    assert _seeds_cell(rows, "reference", [0, 1], 3) == "0, 1 (1 of 3 placements so far)"
+    assert _seeds_cell(rows, "reference", [0], 3) == "0"

@@ -158,7 +158,8 @@ def _card(
     for name, b in summary["budgets"].items():
         r = first[name]
         lines.append(
-            f"| {name} | {b['placements']} | {', '.join(map(str, b['seeds']))} | {b['runs']} | {r['steps']} x {r['batch_size']} | "
+            f"| {name} | {b['placements']} | {_seeds_cell(rows, name, b['seeds'], b['placements'])} | {b['runs']} | "
+            f"{r['steps']} x {r['batch_size']} | "
             f"{r['lr']} | {r['proxy_input']} | {r['eval_clips']} | {b['train_time_s']:,.0f} | {b['wall_time_s']:,.0f} |"
         )
     data = json.loads(rows[0]["data"]) if rows else {}
@@ -181,6 +182,18 @@ def _card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _seeds_cell(rows: list[dict[str, Any]], budget: str, seeds: list[int], placements: int) -> str:
+    """The budget's seeds; a seed that not every placement has yet (a table still being built)
+    says how many have it."""
+    out = []
+    for seed in seeds:
+        have = len(
+            {r["placement"] for r in rows if r["budget"] == budget and r["seed"] == seed and r["status"] == "ok"}
+        )
+        out.append(str(seed) if have >= placements else f"{seed} ({have} of {placements} placements so far)")
+    return ", ".join(out)
 
 
 __all__ += ["COLUMNS"]
