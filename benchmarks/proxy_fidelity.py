@@ -11,7 +11,8 @@ placement holds; a seed still being built enters (e) only):
 (c) between the mean of k proxy seeds and the reference, k = 1, 2, 3 (each subset of seeds);
 (d) candidate proxies and their cost: the proxy run read at its intermediate evaluations (steps
     20, 40, 60: a run of 80 steps stopped early, which is not a shorter cosine schedule), the
-    mean of k proxy seeds, and the reference run read at its own intermediate evaluations
+    mean of k proxy seeds, the table's candidate budgets (``[table.NAME]``: other steps, clips or
+    held-out sets, each with its seeds), and the reference run read at its own intermediate evaluations
     (steps 100, 200, 300: 1 seed, so its tau against the reference at 400 is optimistic: the
     same run); cost = the mean measured wall time of a proxy run x k x (step / steps);
 (e) the reference against itself, where placements hold two reference seeds: their tau and
@@ -153,11 +154,12 @@ def main() -> None:
                     ref_wall * step / ref_steps,
                 )
             )
+    cands += _candidate_budgets(t, places, ref)
     cands.sort(key=lambda c: c[2])
     for name, tau, cost in cands:
         print(f"    {name:58s} tau {tau:+.3f}  cost {cost:6.1f} s  tau per 100 s {100 * tau / cost:+.2f}")
     r = _reference_noise(t, places, len(rseeds), taus_k, cands)
-    ok = [c for c in cands if c[1] >= GOAL and not c[0].startswith("reference")]
+    ok = [c for c in cands if c[1] >= GOAL and not c[0].startswith("reference")]  # the proxy's and candidates' runs
     if ok:
         name, tau, cost = ok[0]
         print(f"chosen proxy (cheapest with tau >= {GOAL}): {name}, {cost:.1f} s a placement")
@@ -173,6 +175,36 @@ def main() -> None:
             else f"; {disattenuated_tau(best[1], r, len(rseeds)):.2f} corrected for the reference's noise"
         )
         print(f"best proxy Kendall tau vs reference: {best[1]:.3f} (goal {GOAL} not met{noise})")
+
+
+def _candidate_budgets(t: Table, places: list[str], ref: list[float]) -> list[tuple[str, float, float]]:
+    """(d) for the table's candidate budgets (``[table.NAME]`` other than the reference): the
+    mean of k of its seeds against the reference, on the placements that hold those seeds (a
+    candidate still being built is measured on the uniform sample it holds so far)."""
+    by_place = dict(zip(places, ref))
+    out = []
+    for b in t.budgets:
+        if b in ("proxy", "reference"):
+            continue
+        seeds = t.seeds(b)
+        for k in range(1, len(seeds) + 1):
+            taus, walls, n = [], [], 0
+            for sub in seed_subsets(seeds, k):
+                have = [p for p in places if all(t.accuracy(p, b, s) is not None for s in sub)]
+                if len(have) < 10:
+                    continue
+                taus.append(kendall_tau(mean_of_seeds(t, have, b, sub), [by_place[p] for p in have]))
+                walls += [r.wall_time_s for p in have for r in t.runs(p, b) if r.seed in sub]
+                n = max(n, len(have))
+            if taus:
+                first = next(r for p in places for r in t.runs(p, b))
+                data = json.loads(first.extra.get("data") or "{}")
+                what = (
+                    f"{first.steps} steps, {data.get('frames')}x{data.get('size')}px, {data.get('eval_clips')} held-out"
+                )
+                where = "" if n == len(places) else f", {n} placements"
+                out.append((f"{b} ({what}{where}) x {k} seed(s)", statistics.fmean(taus), statistics.fmean(walls) * k))
+    return out
 
 
 def _reference_noise(

@@ -181,6 +181,12 @@ def shares(table, reported: dict[str, tuple[float, int]], places) -> tuple[float
     return true, claimed
 
 
+def _judged(table) -> list[str]:
+    """The placements fronts are judged on: those with runs at the proxy and the reference
+    budget (a candidate budget still being built does not shrink them)."""
+    return [p for p in table.placements("proxy") if table.runs(p, "reference")]
+
+
 def _proxy_ceiling(table, places) -> None:
     """What no search on this proxy can beat by much: the front of the proxy's scores of every
     placement (one seed, and the mean of all), judged by the reference like a replay's."""
@@ -247,7 +253,7 @@ def replay(job: tuple[str, int, str, str, dict]) -> tuple[str, int, dict[int, tu
     quiet_optuna()
     warnings.filterwarnings("ignore")
     table = _table(table_path)
-    places = table.placements(complete=True)
+    places = _judged(table)
     tmp = Path(folder)
     name = f"{setting.replace('+', '_').replace('/', '_')}-{seed}"
     path = tmp / f"{name}.toml"
@@ -343,10 +349,11 @@ def main() -> None:
     import multiprocessing
 
     table = read_table(args.table)
-    places = table.placements(complete=True)
+    places = _judged(table)
     if len(places) < 243:
         print(
-            f"note: {args.table.name} holds {len(places)} placements with runs at every budget; fronts are judged on those"
+            f"note: {args.table.name} holds {len(places)} placements with runs at the proxy and reference budgets; "
+            "fronts are judged on those"
         )
     first = table.runs(places[0], "proxy")[0]
     fill = {

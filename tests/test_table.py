@@ -86,6 +86,8 @@ def test_jobs_order(tmp_path):
         ("[table.reference]\nsteps = 0\n", r"\[table\].reference"),
         ("[table.reference]\nsize = 2.5\n", r"reference.size: expected an integer"),
         ("[table.reference]\nwings = 2\n", "unknown field 'wings'"),
+        ("[table.proxy]\nsteps = 9\n", "not 'proxy'"),
+        ("[table.Long-Run]\nsteps = 9\n", "a budget's name is lower-case"),
     ],
 )
 def test_table_config_errors(tmp_path, extra, match):
@@ -99,6 +101,17 @@ def test_reference_budget_overrides(tmp_path):
     assert (proxy.name, proxy.seeds, proxy.proxy.steps, proxy.data.eval_clips) == ("proxy", (0, 1), 6, 22)
     assert (ref.name, ref.seeds, ref.proxy.steps, ref.data.eval_clips) == ("reference", (7,), 12, 33)
     assert ref.proxy.batch_size == proxy.proxy.batch_size  # not overridden: the proxy's
+
+
+def test_candidate_budgets_come_between_the_proxy_and_the_reference(tmp_path):
+    extra = TABLE.replace("[table.reference]", "[table.long]\nsteps = 9\nsize = 40\n\n[table.reference]")
+    cfg = load_study_config(write_study(tmp_path, extra=extra))
+    assert [b.name for b in cfg.table.budgets] == ["proxy", "long", "reference"]
+    long = cfg.table.budget("long")
+    assert (long.seeds, long.proxy.steps, long.data.size, long.data.eval_clips) == ((0,), 9, 40, 22)
+    space = load_space(two_kind_space(tmp_path))
+    jobs = table_jobs(cfg, space)
+    assert [j.budget for j in jobs] == ["proxy"] * 64 + ["long"] * 32 + ["reference"] * 32
 
 
 # -- CSV round trip -------------------------------------------------------------------------------

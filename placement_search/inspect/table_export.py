@@ -75,8 +75,8 @@ def table_rows(study: Any) -> tuple[list[dict[str, Any]], list[str], list[str]]:
             vals = [per_class[c] for c in classes if c in per_class]
             row[f"family:{f}"] = statistics.fmean(vals) if vals else None
         rows.append(row)
-    order = {b: i for i, b in enumerate(["proxy", "reference"])}
-    rows.sort(key=lambda r: (order.get(r["budget"], 99), r["budget"], r["macs_target"] or 0, r["placement"], r["seed"]))
+    order = {"proxy": 0, "reference": 2}  # candidate budgets between them, by name
+    rows.sort(key=lambda r: (order.get(r["budget"], 1), r["budget"], r["macs_target"] or 0, r["placement"], r["seed"]))
     return rows, groups, list(families)
 
 

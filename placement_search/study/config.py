@@ -356,12 +356,14 @@ def _seeds(value: Any, where: str, first: int) -> tuple[int, ...]:
 
 
 def _table_config(table: Any, where: str, proxy: ProxyBudget, data: DataConfig, base: Path) -> TableConfig:
+    """``[table]``: ``choices``, ``seeds`` (the proxy budget's), and one sub-table per further
+    budget: ``[table.reference]`` (the budget the analyses judge by) and any named candidate
+    proxy, e.g. ``[table.proxy200]``: overrides of ``[proxy]`` and ``[data]`` with its ``seeds``."""
     if not isinstance(table, Mapping):
         raise UserError(f"{where}: expected a table of fields, got {table!r}")
-    allowed = ["choices", "seeds", "reference"]
-    for key in table:
-        if key not in allowed:
-            raise unknown_field(key, allowed, where)
+    for key, value in table.items():
+        if key not in ("choices", "seeds") and not isinstance(value, Mapping):
+            raise unknown_field(key, ["choices", "seeds", "reference", "<a budget's name> (a sub-table)"], where)
     choices = None
     if "choices" in table:
         c = table["choices"]
@@ -369,33 +371,45 @@ def _table_config(table: Any, where: str, proxy: ProxyBudget, data: DataConfig, 
             raise UserError(f'{where}.choices: expected a list of op kinds such as ["2d", "3d", "sep"], got {c!r}')
         choices = tuple(c)
     budgets = [TableBudget("proxy", _seeds(table.get("seeds", 3), f"{where}.seeds", proxy.seed), proxy, data)]
-    if "reference" in table:
-        ref = table["reference"]
-        w = f"{where}.reference"
-        if not isinstance(ref, Mapping):
-            raise UserError(f"{w}: expected a table of [proxy] and [data] overrides, got {ref!r}")
-        proxy_fields = [x.name for x in dataclasses.fields(ProxyBudget) if x.name not in ("threads",)]
-        data_fields = ["frames", "size", "eval_clips"]
-        overrides_p: dict[str, Any] = {}
-        overrides_d: dict[str, Any] = {}
-        hints = typing.get_type_hints(ProxyBudget)
-        for key, value in ref.items():
-            if key == "seeds":
-                continue
-            if key in data_fields:
-                overrides_d[key] = coerce(value, int, f"{w}.{key}")
-            elif key in proxy_fields:
-                overrides_p[key] = coerce(value, hints[key], f"{w}.{key}")
-            else:
-                raise unknown_field(key, ["seeds", *proxy_fields, *data_fields], w)
-        try:
-            rproxy = dataclasses.replace(proxy, **overrides_p)
-        except UserError as e:
-            raise UserError(f"{w}: {e}") from None
-        rdata = dataclasses.replace(data, **overrides_d)
-        rdata.check(w)
-        budgets.append(TableBudget("reference", _seeds(ref.get("seeds", 1), f"{w}.seeds", rproxy.seed), rproxy, rdata))
+    names = [k for k in table if k not in ("choices", "seeds")]
+    # cheapest first: candidates in the file's order, the reference (the longest runs) last
+    for name in sorted(names, key=lambda k: k == "reference"):
+        w = f"{where}.{name}"
+        if name == "proxy" or not _BUDGET_NAME.fullmatch(name):
+            raise UserError(
+                f"{w}: a budget's name is lower-case letters, digits and '_', starting with a letter, and not "
+                f"'proxy' (the study's [proxy] is that budget), got {name!r}"
+            )
+        budgets.append(_table_budget(name, table[name], w, proxy, data))
     return TableConfig(choices=choices, budgets=tuple(budgets))
+
+
+_BUDGET_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _table_budget(name: str, ref: Mapping[str, Any], w: str, proxy: ProxyBudget, data: DataConfig) -> TableBudget:
+    """A budget of a table from its sub-table: overrides of [proxy] and [data] and its seeds."""
+    proxy_fields = [x.name for x in dataclasses.fields(ProxyBudget) if x.name not in ("threads",)]
+    data_fields = ["frames", "size", "eval_clips"]
+    overrides_p: dict[str, Any] = {}
+    overrides_d: dict[str, Any] = {}
+    hints = typing.get_type_hints(ProxyBudget)
+    for key, value in ref.items():
+        if key == "seeds":
+            continue
+        if key in data_fields:
+            overrides_d[key] = coerce(value, int, f"{w}.{key}")
+        elif key in proxy_fields:
+            overrides_p[key] = coerce(value, hints[key], f"{w}.{key}")
+        else:
+            raise unknown_field(key, ["seeds", *proxy_fields, *data_fields], w)
+    try:
+        rproxy = dataclasses.replace(proxy, **overrides_p)
+    except UserError as e:
+        raise UserError(f"{w}: {e}") from None
+    rdata = dataclasses.replace(data, **overrides_d)
+    rdata.check(w)
+    return TableBudget(name, _seeds(ref.get("seeds", 1), f"{w}.seeds", rproxy.seed), rproxy, rdata)
 
 
 def _positive_float(value: Any, where: str) -> float:

@@ -257,7 +257,8 @@ class TableBudget:
 class TableConfig:
     """``[table]``: evaluate every placement of a space (or of the sub-space that keeps only the
     op kinds in ``choices``) with several trainer seeds at each budget (``proxy``: the study's
-    ``[proxy]`` and ``[data]``; ``reference``: ``[table.reference]``'s overrides of them)."""
+    ``[proxy]`` and ``[data]``; ``reference``: ``[table.reference]``'s overrides of them, the
+    budget the analyses judge by; any other ``[table.NAME]``: a candidate proxy, likewise)."""
 
     choices: tuple[str, ...] | None = None
     budgets: tuple[TableBudget, ...] = ()
