@@ -16,7 +16,7 @@ placement holds; a seed still being built enters (e) only):
     (steps 100, 200, 300: 1 seed, so its tau against the reference at 400 is optimistic: the
     same run); cost = the mean measured wall time of a proxy run x k x (step / steps);
 (e) the reference against itself, where placements hold two reference seeds: their tau and
-    Pearson r (one reference run's reliability), the tau an exact ranking could reach against the
+    r = sin(pi tau / 2) (one reference run's reliability as a ranking, on normal scores), the tau an exact ranking could reach against the
     mean of m reference seeds (Spearman-Brown for the mean, Greiner's tau = 2/pi arcsin rho), and
     the taus of (c) corrected for the reference's noise (Spearman's correction for attenuation):
     a tau of 0.6 cannot be measured against a reference that agrees with itself less.
@@ -220,8 +220,8 @@ def _reference_noise(
     lo, hi = (math.tanh(math.atanh(max(min(r, 0.999), -0.999)) + z / math.sqrt(max(n - 3, 1))) for z in (-1.96, 1.96))
     print(f"(e) the reference against itself, on the {n} placements that hold two reference seeds")
     print(
-        f"    reference seed vs reference seed: tau {tau_rr:+.3f}, Pearson r {r:.2f} (95% interval {lo:.2f}-{hi:.2f}): "
-        "one reference run's reliability"
+        f"    reference seed vs reference seed: tau {tau_rr:+.3f}, so r = sin(pi tau / 2) = {r:.2f} (about "
+        f"{lo:.2f}-{hi:.2f} at 95%): one reference run's reliability as a ranking"
     )
     ceil = ", ".join(f"m={k} {tau_ceiling(r, k):.2f}" for k in (1, 2, 3, 4, 6))
     print(

@@ -121,16 +121,19 @@ def reference_hv_share(
 # A budget's seeds do not agree with each other perfectly, so no proxy can agree with one seed
 # (or a mean of a few) perfectly either. The classical correction for attenuation (Spearman,
 # 1904) says how far: the reliability of the mean of m seeds is m r / (1 + (m - 1) r)
-# (Spearman-Brown) for one seed's reliability r (the Pearson correlation of two seeds over the
+# (Spearman-Brown) for one seed's reliability r (the correlation of two seeds over the
 # placements), and a ranking that were exact would correlate with that mean at the square root
-# of it. Kendall's tau and Pearson's rho of normal scores are tied by tau = 2/pi arcsin(rho)
-# (Greiner's relation), which carries both over to tau.
+# of it. Kendall's tau sees only ranks, so r is taken on normal scores (a Gaussian copula, which
+# any monotone transform of the accuracies leaves alone): r = sin(pi tau / 2) from the tau of two
+# seeds (Greiner's relation), not Pearson's r of the raw accuracies, which their skew (a few
+# placements far below the rest) pulls down. The same relation carries the results back to tau.
 
 
 def seed_agreement(table: Table, budget: str) -> tuple[int, float, float] | None:
-    """``(placements, Kendall tau, Pearson r)`` between a budget's seeds, averaged over pairs
-    of seeds, on the placements that hold both seeds of a pair (None: no pair shares 3)."""
-    taus, rs, ns = [], [], []
+    """``(placements, Kendall tau, r)`` between a budget's seeds, averaged over pairs of seeds,
+    on the placements that hold both seeds of a pair (None: no pair shares 3); r = sin(pi tau /
+    2), the correlation of normal scores: one seed's reliability as a ranking."""
+    taus, ns = [], []
     for s1, s2 in combinations(table.seeds(budget), 2):
         pairs = [
             (a, b)
@@ -139,13 +142,13 @@ def seed_agreement(table: Table, budget: str) -> tuple[int, float, float] | None
         ]
         if len(pairs) < 3:
             continue
-        x, y = np.array(pairs, dtype=float).T
-        taus.append(kendall_tau(x.tolist(), y.tolist()))
-        rs.append(float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else 0.0)
+        x, y = zip(*pairs)
+        taus.append(kendall_tau(x, y))
         ns.append(len(pairs))
     if not taus:
         return None
-    return min(ns), statistics.fmean(taus), statistics.fmean(rs)
+    tau = statistics.fmean(taus)
+    return min(ns), tau, float(np.sin(np.pi * tau / 2))
 
 
 def mean_reliability(r: float, m: int) -> float:
