@@ -177,6 +177,11 @@ def main() -> None:
         print(f"best proxy Kendall tau vs reference: {best[1]:.3f} (goal {GOAL} not met{noise})")
 
 
+def _clips(t: Table, budget: str) -> int:
+    first = next(r for p in t.placements(budget) for r in t.runs(p, budget))
+    return max(1, int(json.loads(first.extra.get("data") or "{}").get("eval_clips", 1)))
+
+
 def _candidate_budgets(t: Table, places: list[str], ref: list[float]) -> list[tuple[str, float, float]]:
     """(d) for the table's candidate budgets (``[table.NAME]`` other than the reference): the
     mean of k of its seeds against the reference, on the placements that hold those seeds (a
@@ -222,6 +227,21 @@ def _reference_noise(
     print(
         f"    reference seed vs reference seed: tau {tau_rr:+.3f}, so r = sin(pi tau / 2) = {r:.2f} (about "
         f"{lo:.2f}-{hi:.2f} at 95%): one reference run's reliability as a ranking"
+    )
+    s0, s1 = t.seeds("reference")[:2]
+    pairs = [
+        (a, b)
+        for p in places
+        if (a := t.accuracy(p, "reference", s0)) is not None and (b := t.accuracy(p, "reference", s1)) is not None
+    ]
+    gaps = [abs(a - b) for a, b in pairs]
+    # |a - b| of two binomial readings of the same accuracy m: half-normal, median 0.674 sd
+    clips = _clips(t, "reference")
+    sampling = [0.674 * math.sqrt(2 * m * (1 - m) / clips) for m in ((a + b) / 2 for a, b in pairs)]
+    print(
+        f"    a placement's two reference runs differ by {100 * statistics.median(gaps):.1f} points (median; "
+        f"largest {100 * max(gaps):.1f}); the held-out set's sampling alone would give "
+        f"{100 * statistics.median(sampling):.1f} ({clips} clips): the rest is the trainer seed"
     )
     ceil = ", ".join(f"m={k} {tau_ceiling(r, k):.2f}" for k in (1, 2, 3, 4, 6))
     print(
