@@ -17,7 +17,7 @@ MACs, as a share of the hypervolume of the true reference front (reference point
 reference budget), ``repeats`` (three trainer seeds a placement), the cost-aware sampler, and
 ``+families`` (the study evaluates the families first, ``evaluate_first``, as the quickstart
 does). Printed: mean ± std over sampler seeds; last line: the training work the best plain
-sampler and the best of the tool's settings need to reach 0.95 (mean over seeds).
+sampler and the best of the tool's settings need to reach 0.95 (the mean over seeds less two standard errors).
 
     python benchmarks/search_efficiency.py [--table PATH] [--seeds N] [--samplers tpe,random,...|all]
 
@@ -179,6 +179,15 @@ def shares(table, reported: dict[str, tuple[float, int]], places) -> tuple[float
     true = hypervolume((pts[p] for p in reported if p in pts), ref) / total
     claimed = hypervolume(((a, float(m)) for p, (a, m) in reported.items() if p in pts), ref) / total
     return true, claimed
+
+
+def _surely(runs: list[tuple[float, float]], goal: float = 0.95) -> bool:
+    """Whether the mean share over sampler seeds is at least ``goal`` by more than its noise:
+    the mean less two standard errors. A mean over 10 seeds that brushes 0.95 is often a lucky
+    draw of seeds (one setting read 0.952 over 10 and 0.944 over 40)."""
+    v = [a for a, _ in runs]
+    se = statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0
+    return statistics.fmean(v) - 2 * se >= goal
 
 
 def _judged(table) -> list[str]:
@@ -424,7 +433,7 @@ def main() -> None:
             cells.append(
                 f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}        "
             )
-        reach = next((n for n in CHECKPOINTS if statistics.fmean(a for a, _ in by_n[n]) >= 0.95), None)
+        reach = next((n for n in CHECKPOINTS if _surely(by_n[n])), None)
         need[sampler] = reach if reach is not None else float("inf")
         at = reach if reach is not None else 60
         gap = statistics.fmean(c - a for a, c in by_n[at])
@@ -438,7 +447,8 @@ def main() -> None:
         + (f"; GP: {len(gp_seeds)} replays stored in {GP_CACHE.name})" if "gp" in results else ")")
     )
     print(
-        "claimed-true: the hypervolume share the study claims (its reported accuracies) minus the share the "
+        "to 0.95: the first work where the mean share less two standard errors (over sampler seeds) is at least "
+        "0.95; claimed-true: the hypervolume share the study claims (its reported accuracies) minus the share the "
         "reference gives the same placements, at the work where it reaches 0.95 (else at 60)"
     )
     _proxy_ceiling(table, places)
