@@ -97,13 +97,16 @@ class Book:
         """A placement's values as the sampler should see them: accuracy the mean of its ok runs
         at the highest budget it reached (None: no ok run)."""
         vals = self.first_values.get(key)
-        ok = [r for r in self.runs.get(key, ()) if r.status == "ok" and r.accuracy is not None]
+        ok = self._ok_runs(key)
         if vals is None or not ok:
             return None
-        top = max(r.steps for r in ok)
         out = list(vals)
-        out[self.acc_i] = statistics.fmean(r.accuracy for r in ok if r.steps == top and r.accuracy is not None)
+        out[self.acc_i] = _top_mean(ok)[1]
         return out
+
+    def _ok_runs(self, key: str) -> list[tuple[int, float]]:
+        """``(steps, accuracy)`` of a placement's ok runs."""
+        return [(r.steps, r.accuracy) for r in self.runs.get(key, ()) if r.status == "ok" and r.accuracy is not None]
 
     def note(self, status: str) -> None:
         """A non-trial event counted by kind (``repeat``, ``reused``, ``interrupted``)."""
@@ -130,11 +133,6 @@ class Book:
             return
         self._front = [q for q in self._front if not dominates(p, q)] + [p]
 
-    def on_front(self, values: Sequence[float]) -> bool:
-        """Whether a completed trial with these values is Pareto-optimal among those recorded."""
-        p = self.minimised(values)
-        return not any(dominates(q, p) for q in self._front)
-
     def on_estimate_front(self, key: str, steps: int | None, values: Sequence[float]) -> bool:
         """Whether placement ``key``, once a new ok run (``steps``; ``values`` its objective
         values) counts, is on the front of per-placement estimates: each placement's mean
@@ -142,20 +140,20 @@ class Book:
         placements whose highest budget is the same as this one's (a placement whose first
         outcome broke a constraint is not on it). This, not the run's own accuracy, decides
         whether a repeat's or a promoted run's weights are worth keeping."""
-        runs = [(r.steps, r.accuracy) for r in self.runs.get(key, ()) if r.status == "ok" and r.accuracy is not None]
-        runs.append((steps or 0, float(values[self.acc_i])))
-        top = max(s for s, _ in runs)
+        top, mean = _top_mean([*self._ok_runs(key), (steps or 0, float(values[self.acc_i]))])
         mine = list(self.first_values.get(key, values))
-        mine[self.acc_i] = statistics.fmean(a for s, a in runs if s == top)
+        mine[self.acc_i] = mean
         p = self.minimised(mine)
-        for k in self.first_values:
-            if k == key or self._broke_constraint(k):
+        for k, vals in self.first_values.items():
+            ok = self._ok_runs(k)
+            if k == key or not ok or self._broke_constraint(k):
                 continue
-            ok = [r.steps for r in self.runs.get(k, ()) if r.status == "ok" and r.accuracy is not None]
-            if not ok or max(ok) != top:
+            their_top, their_mean = _top_mean(ok)
+            if their_top != top:
                 continue
-            est = self.estimate(k)
-            if est is not None and dominates(self.minimised(est), p):
+            theirs = list(vals)
+            theirs[self.acc_i] = their_mean
+            if dominates(self.minimised(theirs), p):
                 return False
         return True
 
@@ -166,3 +164,9 @@ class Book:
     @property
     def front_size(self) -> int:
         return len(self._front)
+
+
+def _top_mean(runs: list[tuple[int, float]]) -> tuple[int, float]:
+    """``(top steps, mean accuracy of the runs at them)`` of ``(steps, accuracy)`` runs."""
+    top = max(s for s, _ in runs)
+    return top, statistics.fmean(a for s, a in runs if s == top)
