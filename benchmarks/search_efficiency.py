@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -71,6 +72,35 @@ NOISE_AWARE.update(
     }
 )
 PLAIN = ("tpe", "nsga2", "gp", "random", "families")
+
+
+def candidate_settings(table) -> dict[str, tuple[str, str, str, int]]:
+    """Settings that search at a candidate budget of the table (a ``[table.NAME]`` between the
+    proxy and the reference, once it holds every placement): name -> (sampler, study-file lines
+    at the top, extra sections, the study's proxy steps). ``tpe@S`` trains every trial for S
+    steps; ``rungs@S`` promotes from the proxy to S, ``rungs@S-R`` on to the reference."""
+    judged = _judged(table)
+    proxy_steps = table.runs(judged[0], "proxy")[0].steps
+    ref_steps = table.runs(judged[0], "reference")[0].steps
+    out: dict[str, tuple[str, str, str, int]] = {}
+    for b in table.budgets:
+        if b in ("proxy", "reference") or not table.complete_seeds(b):
+            continue
+        held = set(table.placements(b))
+        if not all(p in held for p in judged):
+            continue
+        st = table.runs(judged[0], b)[0].steps
+        for sampler in ("tpe", "costaware"):
+            out[f"{sampler}@{st}"] = (sampler, "", "", st)
+            out[f"{sampler}@{st}+families"] = (sampler, "", "", st)
+        rungs = f'[fidelity]\nsteps = [{proxy_steps}, {st}]\npromote = "1/3"\n'
+        out[f"tpe+rungs@{st}"] = ("tpe", "", rungs, proxy_steps)
+        out[f"tpe+rungs@{st}+families"] = ("tpe", "", rungs, proxy_steps)
+        rungs3 = f'[fidelity]\nsteps = [{proxy_steps}, {st}, {ref_steps}]\npromote = "1/3"\n'
+        out[f"tpe+rungs@{st}-{ref_steps}"] = ("tpe", "", rungs3, proxy_steps)
+    return out
+
+
 #: what runs without flags (under a minute on 2 cores): every plain sampler, the quickstart's
 #: setting (tpe+families), and per mechanism (promotion, repeats, the cost-aware sampler) the
 #: settings that came closest to 0.95; ``--samplers all`` adds the rest
@@ -140,20 +170,31 @@ cpus = 1
 {sections}"""
 
 
-def reported_fronts(study, checkpoints: tuple[int, ...]) -> dict[int, dict[str, tuple[float, int]]]:
-    """The front the study reported once it had spent n trials' worth of training (runs at the
-    lowest budget; a run of k times the steps counts k), for each checkpoint n: placement ->
-    (its reported accuracy, the mean of its runs at the top budget; its target MACs)."""
+def reported_fronts(
+    study, checkpoints: tuple[int, ...], unit: int | None = None, ref_steps: int | None = None
+) -> dict[int, dict[str, tuple[float, int, frozenset]]]:
+    """The front the study reported once it had spent n trials' worth of training (runs of
+    ``unit`` steps, by default the study's lowest budget; a run of k times the steps counts k),
+    for each checkpoint n: placement ->
+    (its reported accuracy, the mean of its runs at the top budget; its target MACs; the table's
+    seeds its runs of ``ref_steps`` steps, the reference's, drew: a held-out judgement leaves
+    them out)."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.datetime_complete or t.datetime_start)
     names = study.metric_names
     directions = [d.name.lower() for d in study.directions]
-    base = study.user_attrs["config"]["proxy"]["steps"]
+    config = study.user_attrs["config"]
+    base = config["proxy"]["steps"]
+    unit = unit or base
+    seen: dict[str, set[int]] = {}
 
     def reported(done):
         ests = estimates(done, names)
-        return {e.placement_string: (e.mean, int(e.attrs["macs"])) for e in front_estimates(ests, directions)}
+        return {
+            e.placement_string: (e.mean, int(e.attrs["macs"]), frozenset(seen.get(e.placement_string, ())))
+            for e in front_estimates(ests, directions)
+        }
 
-    out: dict[int, dict[str, tuple[float, int]]] = {}
+    out: dict[int, dict[str, tuple[float, int, frozenset]]] = {}
     done = []
     work = 0.0
     pending = list(checkpoints)
@@ -162,7 +203,9 @@ def reported_fronts(study, checkpoints: tuple[int, ...]) -> dict[int, dict[str, 
         ua = trial_attrs(t)
         if ua.get("status") in COUNTED:
             steps = run_fields(ua)[0] or base
-            work += steps / base
+            work += steps / unit
+            if steps == ref_steps and "table_seed" in ua:
+                seen.setdefault(ua["placement_string"], set()).add(int(ua["table_seed"]))
             while pending and work >= pending[0] - 1e-9:
                 out[pending.pop(0)] = reported(done)
     final = reported(done)
@@ -171,21 +214,34 @@ def reported_fronts(study, checkpoints: tuple[int, ...]) -> dict[int, dict[str, 
     return out
 
 
-def shares(table, reported: dict[str, tuple[float, int]], places) -> tuple[float, float]:
-    """(true, claimed): the reference hypervolume share of the reported placements under their
-    reference accuracy, and under the accuracy the study reported for them."""
+def shares(table, reported: dict[str, tuple], places) -> tuple[float, float, float | None]:
+    """(true, claimed, held out): the reference hypervolume share of the reported placements
+    under their reference accuracy (the mean of the table's reference seeds), under the accuracy
+    the study reported for them, and under the mean of the reference seeds the study's own runs
+    did not draw (None where a placement drew them all). The truth shares the noise of the
+    reference runs a study drew, so claimed - true shows half of a front's luck at the top
+    budget; claimed - held out shows all of it."""
     pts, ref = reference_points(table, places)
     total = hypervolume(pts.values(), ref)
     true = hypervolume((pts[p] for p in reported if p in pts), ref) / total
-    claimed = hypervolume(((a, float(m)) for p, (a, m) in reported.items() if p in pts), ref) / total
-    return true, claimed
+    claimed = hypervolume(((r[0], float(r[1])) for p, r in reported.items() if p in pts), ref) / total
+    rseeds = table.complete_seeds("reference")
+    held: list[tuple[float, float]] = []
+    for p, r in reported.items():
+        if p not in pts:
+            continue
+        rest = [s for s in rseeds if s not in (r[2] if len(r) > 2 else ())]
+        if not rest:
+            return true, claimed, None
+        held.append((statistics.fmean(table.accuracy(p, "reference", s) for s in rest), float(r[1])))
+    return true, claimed, hypervolume(held, ref) / total
 
 
-def _surely(runs: list[tuple[float, float]], goal: float = 0.95) -> bool:
+def _surely(runs: list[tuple], goal: float = 0.95) -> bool:
     """Whether the mean share over sampler seeds is at least ``goal`` by more than its noise:
     the mean less two standard errors. A mean over 10 seeds that brushes 0.95 is often a lucky
     draw of seeds (one setting read 0.952 over 10 and 0.944 over 40)."""
-    v = [a for a, _ in runs]
+    v = [r[0] for r in runs]
     se = statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0
     return statistics.fmean(v) - 2 * se >= goal
 
@@ -249,11 +305,11 @@ def _reference_ceiling(table) -> None:
     )
 
 
-def replay(job: tuple[str, int, str, str, dict]) -> tuple[str, int, dict[int, tuple[float, float]], float]:
-    """One study against the table (in a worker process): the (true, claimed) reference HV
-    share at each checkpoint."""
-    setting, seed, table_path, folder, fill = job
-    sampler, top, sections = NOISE_AWARE.get(setting, (setting, "", ""))
+def replay(job: tuple[str, tuple, int, str, str, dict]) -> tuple[str, int, dict[int, tuple], float]:
+    """One study against the table (in a worker process): the (true, claimed, held out)
+    reference HV share at each checkpoint."""
+    setting, how, seed, table_path, folder, fill = job
+    sampler, top, sections, steps = how
     import optuna
 
     from placement_search.study import SearchDriver, load_study_config
@@ -264,18 +320,18 @@ def replay(job: tuple[str, int, str, str, dict]) -> tuple[str, int, dict[int, tu
     table = _table(table_path)
     places = _judged(table)
     tmp = Path(folder)
-    name = f"{setting.replace('+', '_').replace('/', '_')}-{seed}"
+    name = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', setting)}-{seed}"
     path = tmp / f"{name}.toml"
     path.write_text(
         STUDY.format(
             top=top.format(**fill),
             sections=sections.format(**fill),
-            steps_line="" if "[fidelity]" in sections else f"steps = {fill['steps']}\n",
+            steps_line="" if "[fidelity]" in sections else f"steps = {steps}\n",
             name=name,
             space=tmp / "tiny_sub.toml",
             sampler=sampler,
             seed=seed,
-            trials=max(CHECKPOINTS),
+            trials=-(-max(CHECKPOINTS) * fill["steps"] // steps),  # the work of 200 proxy runs
             first=str(FAMILIES if sampler == "families" or setting.endswith("+families") else []).replace("'", '"'),
             table=table_path,
             eval_every=fill["eval_every"],
@@ -287,7 +343,10 @@ def replay(job: tuple[str, int, str, str, dict]) -> tuple[str, int, dict[int, tu
     SearchDriver(load_study_config(path), storage=url, executor="inline").run()
     elapsed = time.perf_counter() - t0
     study = optuna.load_study(study_name=name, storage=open_storage(url, create=False))
-    got = {n: shares(table, rep, places) for n, rep in reported_fronts(study, CHECKPOINTS).items()}
+    got = {
+        n: shares(table, rep, places)
+        for n, rep in reported_fronts(study, CHECKPOINTS, fill["steps"], fill["ref_steps"]).items()
+    }
     return setting, seed, got, elapsed
 
 
@@ -371,10 +430,14 @@ def main() -> None:
         "eval_every": first.eval_curve[0][0] if len(first.eval_curve) > 1 else 0,
         "proxy_seeds": len(table.seeds("proxy")),
     }
-    samplers = list((*PLAIN, *NOISE_AWARE)) if args.samplers == "all" else args.samplers.split(",")
+    settings: dict[str, tuple[str, str, str, int]] = {p: (p, "", "", fill["steps"]) for p in PLAIN}
+    settings.update({k: (*v, fill["steps"]) for k, v in NOISE_AWARE.items()})
+    candidates = candidate_settings(table)
+    settings.update(candidates)
+    samplers = list(settings) if args.samplers == "all" else args.samplers.split(",")
     for s_ in samplers:
-        if s_ not in PLAIN and s_ not in NOISE_AWARE:
-            parser.error(f"--samplers: unknown {s_!r}; known: {', '.join((*PLAIN, *NOISE_AWARE))}")
+        if s_ not in settings:
+            parser.error(f"--samplers: unknown {s_!r}; known: {', '.join(settings)}")
     tmp = Path(tempfile.mkdtemp(prefix="ps-eff-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     (tmp / "tiny_sub.toml").write_text(SPACE.format())
     jobs = []
@@ -392,9 +455,9 @@ def main() -> None:
             todo = [seed for seed in range(n_seeds) if seed not in gp_done] if args.recompute_gp else []
         else:
             todo = list(range(n_seeds))
-        jobs += [(sampler, seed, str(args.table.resolve()), str(tmp), fill) for seed in todo]
+        jobs += [(sampler, settings[sampler], seed, str(args.table.resolve()), str(tmp), fill) for seed in todo]
     jobs.sort(key=lambda j: j[0] != "gp")  # the slowest first, for an even load
-    results: dict[str, dict[int, list[tuple[float, float]]]] = {s: {n: [] for n in CHECKPOINTS} for s in samplers}
+    results: dict[str, dict[int, list[tuple]]] = {s: {n: [] for n in CHECKPOINTS} for s in samplers}
     t0 = time.perf_counter()
     busy = 0.0
     try:
@@ -420,27 +483,33 @@ def main() -> None:
         f"reference hypervolume share of the reported front ({table.path.name}; mean ± std over sampler seeds), "
         "by training work spent (trials' worth at the proxy budget; a promoted run counts by its steps)"
     )
+    width = max(13, *(len(k) for k in results))
     print(
-        f"{'setting':13s} {'seeds':>5s} "
+        f"{'setting':{width}s} {'seeds':>5s} "
         + " ".join(f"{'n=' + str(n):>13s}" for n in CHECKPOINTS)
-        + "   to 0.95   claimed-true"
+        + "   to 0.95   claimed-true   claimed-held out"
     )
     need: dict[str, float] = {}
     for sampler, by_n in results.items():
         cells = []
         for n in CHECKPOINTS:
-            v = [a for a, _ in by_n[n]]
+            v = [r[0] for r in by_n[n]]
             cells.append(
                 f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}        "
             )
         reach = next((n for n in CHECKPOINTS if _surely(by_n[n])), None)
         need[sampler] = reach if reach is not None else float("inf")
         at = reach if reach is not None else 60
-        gap = statistics.fmean(c - a for a, c in by_n[at])
+        gap = statistics.fmean(r[1] - r[0] for r in by_n[at])
+        # GP's stored replays hold (true, claimed): no promotion, so held out is the truth
+        held = [r[1] - (r[2] if len(r) > 2 else r[0]) for r in by_n[at] if len(r) < 3 or r[2] is not None]
+        held_s = f"{statistics.fmean(held):+.3f}" if held else "   n/a"
+        if held and len(held) < len(by_n[at]):
+            held_s += f" ({len(held)} of {len(by_n[at])})"
         print(
-            f"{sampler:13s} {len(by_n[CHECKPOINTS[0]]):5d} "
+            f"{sampler:{width}s} {len(by_n[CHECKPOINTS[0]]):5d} "
             + " ".join(f"{c:>13s}" for c in cells)
-            + f"   {str(reach) if reach else '> 200':>7s}   {gap:+.3f} (n={at})"
+            + f"   {str(reach) if reach else '> 200':>7s}   {gap:+.3f} (n={at})  {held_s}"
         )
     print(
         f"({len(jobs)} replays through the real driver: {wall:.0f} s wall, {busy / max(1, len(jobs)):.1f} s a replay"
@@ -449,13 +518,15 @@ def main() -> None:
     print(
         "to 0.95: the first work where the mean share less two standard errors (over sampler seeds) is at least "
         "0.95; claimed-true: the hypervolume share the study claims (its reported accuracies) minus the share the "
-        "reference gives the same placements, at the work where it reaches 0.95 (else at 60)"
+        "reference gives the same placements, at the work where it reaches 0.95 (else at 60); claimed-held out: "
+        "the same, judged only by the reference seeds the study's own top-budget runs did not draw (the truth "
+        "shares the drawn seed's luck, so claimed-true shows about half of a front's winner's curse)"
     )
     _proxy_ceiling(table, places)
     _reference_ceiling(table)
     plain = {s: v for s, v in need.items() if s in PLAIN and s != "families"}
-    aware = {s: v for s, v in need.items() if s in NOISE_AWARE}
-    at60 = {s: statistics.fmean(a for a, _ in results[s][60]) for s in results}
+    aware = {s: v for s, v in need.items() if s not in PLAIN}
+    at60 = {s: statistics.fmean(r[0] for r in results[s][60]) for s in results}
     bp = min(plain, key=lambda s: (plain[s], -at60[s])) if plain else None
     ba = min(aware, key=lambda s: (aware[s], -at60[s])) if aware else None
 

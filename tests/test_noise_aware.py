@@ -263,6 +263,13 @@ def test_repeats_give_every_placement_distinct_seeds_and_the_mean(replay, tmp_pa
         assert steps == 6 and status == "ok"
         by_p.setdefault(p, []).append(seed)
     assert len(by_p) == 8 and all(sorted(s) == [0, 1, 2] for s in by_p.values())
+    # each run records the table row that answered it: its accuracy is that seed's offset
+    table_seeds: dict[str, list[int]] = {}
+    for t in st.get_trials():
+        ua = trial_attrs(t)
+        assert ua["accuracy"] == pytest.approx(proxy_acc(ua["placement_string"]) + OFFSET[ua["table_seed"]])
+        table_seeds.setdefault(ua["placement_string"], []).append(ua["table_seed"])
+    assert all(sorted(s) == [0, 1, 2] for s in table_seeds.values())
     for row in pareto_rows(st):
         # the table's three seeds: base - 0.03, base, base + 0.03 -> mean base, s.e. 0.03 / sqrt(3)
         assert row["runs"] == 3 and row["steps"] == 6

@@ -103,3 +103,43 @@ def test_the_data_card_says_which_seed_is_still_being_built():
     ]
     assert _seeds_cell(rows, "reference", [0, 1], 3) == "0, 1 (1 of 3 placements so far)"
     assert _seeds_cell(rows, "reference", [0], 3) == "0"
+
+
+# -- the search benchmark's judgement of a reported front ------------------------------------------
+
+
+def test_a_front_is_judged_by_the_reference_and_by_the_seeds_the_study_did_not_draw(tmp_path):
+    """Three placements at 1, 2 and 3 GMACs, two reference seeds. The hypervolumes below are
+    the areas of the rectangles between each point and the reference point (lowest mean
+    accuracy 0.55; 1.1 x 3 GMACs), worked out by hand."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from search_efficiency import shares
+
+    groups = ["stem", "layer1.0"]
+    accs = {("2d 2d", 1): (0.6, 0.5), ("2d 3d", 2): (0.8, 0.6), ("3d 3d", 3): (0.9, 0.9)}
+    rows = [
+        _row(p, "reference", seed, a[seed], groups, macs=g * 10**9, steps=12)
+        for (p, g), a in accs.items()
+        for seed in (0, 1)
+    ]
+    path = tmp_path / "t.csv"
+    write_table(path, rows, groups, ["appearance"])
+    table = read_table(path)
+    places = ["2d 2d", "2d 3d", "3d 3d"]
+    # the true front: (0.7, 2) and (0.9, 3) -> 0.15 x 1.3 + 0.35 x 0.3 - 0.15 x 0.3 = 0.255 (x 1e9)
+    total = 0.255
+    seen0 = frozenset({0})
+    reported = {"2d 3d": (0.8, 2 * 10**9, seen0), "3d 3d": (0.9, 3 * 10**9, seen0)}
+    true, claimed, held = shares(table, reported, places)
+    assert true == pytest.approx(1.0)
+    # claimed: (0.8, 2), (0.9, 3) -> 0.25 x 1.3 + 0.35 x 0.3 - 0.25 x 0.3 = 0.355
+    assert claimed == pytest.approx(0.355 / total)
+    # held out (seed 1 only): (0.6, 2), (0.9, 3) -> 0.05 x 1.3 + 0.35 x 0.3 - 0.05 x 0.3 = 0.155
+    assert held == pytest.approx(0.155 / total)
+    # a study that saw no reference run is judged by every seed: held out is the truth
+    assert shares(table, {p: (r[0], r[1], frozenset()) for p, r in reported.items()}, places)[2] == pytest.approx(1.0)
+    # one that drew both seeds of a placement leaves nothing to hold out
+    assert shares(table, {**reported, "3d 3d": (0.9, 3 * 10**9, frozenset({0, 1}))}, places)[2] is None

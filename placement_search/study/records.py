@@ -135,6 +135,8 @@ def run_outcome(
         "device": r["device"],
         "precision": r["precision"],
     }
+    if "table_seed" in r:  # a table evaluator's answer: which of the table's runs it was
+        out["table_seed"] = r["table_seed"]
     if r["status"] == "ok":
         status, state = "ok", TrialState.COMPLETE
     elif r["status"] == "stopped":
