@@ -16,14 +16,19 @@ MACs, as a share of the hypervolume of the true reference front (reference point
 1.1 x the largest MACs). Then the tool's settings: ``rungs`` (promotion from the proxy to the
 reference budget), ``repeats`` (three trainer seeds a placement), the cost-aware sampler, and
 ``+families`` (the study evaluates the families first, ``evaluate_first``, as the quickstart
-does). Printed: mean ± std over sampler seeds; last line: the training work the best plain
+does; ``repeats2``: two seeds, the quickstart's setting). Where the table holds a candidate
+budget of S steps (``[table.proxy200]``), settings that search there too: ``tpe@S`` (every
+trial S steps), ``costaware@S``, ``tpe+rungs@S`` (promotion from the proxy to S) and
+``tpe+rungs@S-R`` (on to the reference). Printed: mean ± std over sampler seeds; how much the
+study over-claims its front (claimed - true, and claimed - held out: judged only by the
+reference seeds its own runs did not draw); last line: the training work the best plain
 sampler and the best of the tool's settings need to reach 0.95 (the mean over seeds less two standard errors).
 
     python benchmarks/search_efficiency.py [--table PATH] [--seeds N] [--samplers tpe,random,...|all]
 
 Under a minute on 2 quiet CPU cores with the defaults (10 sampler seeds of 10 settings, about
-0.8 s a replay); ``--samplers all`` replays the other settings too (tpe+rungs/5, costaware alone,
-costaware+rungs, costaware+families). Optuna's GP sampler takes
+0.9 s a replay: 51 s); ``--samplers all`` replays the other settings too (tpe+rungs/5, costaware
+alone, costaware+repeats, costaware+rungs, costaware+families, the other candidate settings). Optuna's GP sampler takes
 15 minutes or more a replay here (a GP fit and acquisition search per proposal), so its replays are
 run on request with ``--recompute-gp`` and kept in ``benchmarks/tables/search_efficiency_gp.json``,
 one entry per sampler seed, written after each replay (a stopped recompute resumes with the seeds
@@ -60,6 +65,7 @@ NOISE_AWARE = {
     "tpe+rungs": ("tpe", "", '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/3"\n'),
     "tpe+rungs/5": ("tpe", "", '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/5"\n'),
     "tpe+repeats": ("tpe", "repeats = {proxy_seeds}\n", ""),
+    "tpe+repeats2": ("tpe", "repeats = 2\n", ""),
     "costaware": ("costaware", "", ""),
     "costaware+repeats": ("costaware", "repeats = {proxy_seeds}\n", ""),
     "costaware+rungs": ("costaware", "", '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/3"\n'),
@@ -68,10 +74,23 @@ NOISE_AWARE = {
 NOISE_AWARE.update(
     {
         f"{k}+families": NOISE_AWARE.get(k, ("tpe", "", ""))
-        for k in ("tpe", "tpe+repeats", "costaware", "costaware+repeats")
+        for k in ("tpe", "tpe+repeats", "tpe+repeats2", "costaware", "costaware+repeats")
     }
 )
 PLAIN = ("tpe", "nsga2", "gp", "random", "families")
+
+
+def _candidates(table) -> list[tuple[str, int, int]]:
+    """The table's candidate budgets that hold every judged placement: (name, steps, seeds)."""
+    judged = _judged(table)
+    out = []
+    for b in table.budgets:
+        if b in ("proxy", "reference") or not table.complete_seeds(b):
+            continue
+        held = set(table.placements(b))
+        if all(p in held for p in judged):
+            out.append((b, table.runs(judged[0], b)[0].steps, len(table.complete_seeds(b))))
+    return out
 
 
 def candidate_settings(table) -> dict[str, tuple[str, str, str, int]]:
@@ -83,13 +102,7 @@ def candidate_settings(table) -> dict[str, tuple[str, str, str, int]]:
     proxy_steps = table.runs(judged[0], "proxy")[0].steps
     ref_steps = table.runs(judged[0], "reference")[0].steps
     out: dict[str, tuple[str, str, str, int]] = {}
-    for b in table.budgets:
-        if b in ("proxy", "reference") or not table.complete_seeds(b):
-            continue
-        held = set(table.placements(b))
-        if not all(p in held for p in judged):
-            continue
-        st = table.runs(judged[0], b)[0].steps
+    for _, st, _ in _candidates(table):
         for sampler in ("tpe", "costaware"):
             out[f"{sampler}@{st}"] = (sampler, "", "", st)
             out[f"{sampler}@{st}+families"] = (sampler, "", "", st)
@@ -101,18 +114,22 @@ def candidate_settings(table) -> dict[str, tuple[str, str, str, int]]:
     return out
 
 
-#: what runs without flags (under a minute on 2 cores): every plain sampler, the quickstart's
-#: setting (tpe+families), and per mechanism (promotion, repeats, the cost-aware sampler) the
-#: settings that came closest to 0.95; ``--samplers all`` adds the rest
+def one_seed_settings(table) -> set[str]:
+    """The candidate settings whose runs come from a budget with one run a placement: every
+    replay draws the same runs, so their spread over sampler seeds leaves out trainer luck."""
+    return {k for _, st, n in _candidates(table) if n < 2 for k in candidate_settings(table) if f"@{st}" in k}
+
+
 DEFAULT_SETTINGS = (
     *PLAIN,
     "tpe+families",
+    "tpe+repeats2+families",
     "tpe+rungs",
-    "tpe+repeats",
-    "costaware+repeats",
     "tpe+repeats+families",
     "costaware+repeats+families",
 )
+#: settings at a candidate budget the default run adds when the table holds one (S: its steps)
+DEFAULT_AT_CANDIDATE = ("tpe@{S}",)
 FAMILIES = ["all_2d", "all_3d", "all_sep", "bottom_heavy_*", "top_heavy_*"]
 
 SPACE = """
@@ -254,21 +271,39 @@ def _judged(table) -> list[str]:
 
 def _proxy_ceiling(table, places) -> None:
     """What no search on this proxy can beat by much: the front of the proxy's scores of every
-    placement (one seed, and the mean of all), judged by the reference like a replay's."""
-    seeds = table.seeds("proxy")
+    placement (one seed, and the mean of all), judged by the reference like a replay's; the
+    same for each candidate budget the table holds."""
     costs = {p: table.cost(p)[0] for p in places}
+    base = table.runs(places[0], "proxy")[0].steps
 
     def judged(scores: list[float]) -> float:
         rep = [places[i] for i in front([(a, float(costs[p])) for a, p in zip(scores, places)])]
         return shares(table, {p: (0.0, costs[p]) for p in rep}, places)[0]
 
-    one = [judged(mean_of_seeds(table, places, "proxy", [s])) for s in seeds]
-    every = judged(mean_of_seeds(table, places, "proxy", seeds))
-    print(
-        f"every placement evaluated (the proxy's own ceiling): the front of {len(places)} proxy scores gives "
-        f"{statistics.fmean(one):.3f} ± {statistics.stdev(one) if len(one) > 1 else 0.0:.3f} with one seed "
-        f"({len(places)} trials' worth), {every:.3f} with the mean of {len(seeds)} ({len(seeds) * len(places)})"
-    )
+    for b in table.budgets:
+        if b == "reference" or not all(table.runs(p, b) for p in places):
+            continue
+        seeds = table.complete_seeds(b)
+        if not seeds:
+            continue
+        steps = table.runs(places[0], b)[0].steps
+        work = len(places) * steps / base
+        one = [judged(mean_of_seeds(table, places, b, [s])) for s in seeds]
+        line = (
+            f"every placement evaluated at {b} ({steps} steps; its own ceiling): the front of {len(places)} scores "
+            f"gives {statistics.fmean(one):.3f}"
+            + (f" ± {statistics.stdev(one):.3f} with one seed" if len(one) > 1 else " with its one seed")
+            + f" ({work:.0f} trials' worth)"
+        )
+        if len(seeds) > 1:
+            every = judged(mean_of_seeds(table, places, b, seeds))
+            line += f", {every:.3f} with the mean of {len(seeds)} ({len(seeds) * work:.0f})"
+        else:
+            line += (
+                "; the table holds one run a placement at this budget, so its replays draw the same runs every "
+                "time: their spread over sampler seeds leaves out trainer luck"
+            )
+        print(line)
 
 
 def _reference_ceiling(table) -> None:
@@ -406,8 +441,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="sampler seeds per sampler")
     parser.add_argument(
         "--samplers",
-        default=",".join(DEFAULT_SETTINGS),
-        help=f"samplers and noise-aware settings, or 'all' (default: {','.join(DEFAULT_SETTINGS)})",
+        default=None,
+        help=f"samplers and noise-aware settings, or 'all' (default: {','.join(DEFAULT_SETTINGS)}, and "
+        f"{', '.join(DEFAULT_AT_CANDIDATE)} where the table holds a candidate budget of S steps)",
     )
     parser.add_argument(
         "--recompute-gp", action="store_true", help=f"replay GP now (slow) and store the result in {GP_CACHE.name}"
@@ -434,7 +470,11 @@ def main() -> None:
     settings.update({k: (*v, fill["steps"]) for k, v in NOISE_AWARE.items()})
     candidates = candidate_settings(table)
     settings.update(candidates)
-    samplers = list(settings) if args.samplers == "all" else args.samplers.split(",")
+    if args.samplers is None:
+        at = sorted({v[3] for k, v in candidates.items() if k.startswith("tpe@")})
+        samplers = [*DEFAULT_SETTINGS, *(d.format(S=st) for st in at for d in DEFAULT_AT_CANDIDATE)]
+    else:
+        samplers = list(settings) if args.samplers == "all" else args.samplers.split(",")
     for s_ in samplers:
         if s_ not in settings:
             parser.error(f"--samplers: unknown {s_!r}; known: {', '.join(settings)}")
@@ -483,6 +523,9 @@ def main() -> None:
         f"reference hypervolume share of the reported front ({table.path.name}; mean ± std over sampler seeds), "
         "by training work spent (trials' worth at the proxy budget; a promoted run counts by its steps)"
     )
+    # settings at a budget the table holds one run a placement of: every replay draws the same
+    # runs, so their spread leaves out trainer luck and a "reached" is one draw's
+    one_seed = one_seed_settings(table) & set(results)
     width = max(13, *(len(k) for k in results))
     print(
         f"{'setting':{width}s} {'seeds':>5s} "
@@ -498,7 +541,7 @@ def main() -> None:
                 f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}        "
             )
         reach = next((n for n in CHECKPOINTS if _surely(by_n[n])), None)
-        need[sampler] = reach if reach is not None else float("inf")
+        need[sampler] = reach if reach is not None and sampler not in one_seed else float("inf")
         at = reach if reach is not None else 60
         gap = statistics.fmean(r[1] - r[0] for r in by_n[at])
         # GP's stored replays hold (true, claimed): no promotion, so held out is the truth
@@ -509,7 +552,8 @@ def main() -> None:
         print(
             f"{sampler:{width}s} {len(by_n[CHECKPOINTS[0]]):5d} "
             + " ".join(f"{c:>13s}" for c in cells)
-            + f"   {str(reach) if reach else '> 200':>7s}   {gap:+.3f} (n={at})  {held_s}"
+            + f"   {(str(reach) + ('*' if sampler in one_seed else '')) if reach else '> 200':>7s}"
+            + f"   {gap:+.3f} (n={at})  {held_s}"
         )
     print(
         f"({len(jobs)} replays through the real driver: {wall:.0f} s wall, {busy / max(1, len(jobs)):.1f} s a replay"
@@ -522,6 +566,11 @@ def main() -> None:
         "the same, judged only by the reference seeds the study's own top-budget runs did not draw (the truth "
         "shares the drawn seed's luck, so claimed-true shows about half of a front's winner's curse)"
     )
+    if one_seed:
+        print(
+            f"*: the settings {', '.join(sorted(one_seed))} train at a budget the table holds one run a placement of: "
+            "every replay draws the same runs, so a share reached there is one draw of trainer luck, not counted"
+        )
     _proxy_ceiling(table, places)
     _reference_ceiling(table)
     plain = {s: v for s, v in need.items() if s in PLAIN and s != "families"}
