@@ -93,31 +93,41 @@ def _candidates(table) -> list[tuple[str, int, int]]:
     return out
 
 
-def candidate_settings(table) -> dict[str, tuple[str, str, str, int]]:
-    """Settings that search at a candidate budget of the table (a ``[table.NAME]`` between the
-    proxy and the reference, once it holds every placement): name -> (sampler, study-file lines
-    at the top, extra sections, the study's proxy steps). ``tpe@S`` trains every trial for S
-    steps; ``rungs@S`` promotes from the proxy to S, ``rungs@S-R`` on to the reference."""
+def _candidate_settings(table) -> dict[str, tuple[tuple[str, str, str, int], int, bool]]:
+    """name -> (setting, the candidate's steps, whether its front is of the candidate's runs)."""
     judged = _judged(table)
     proxy_steps = table.runs(judged[0], "proxy")[0].steps
     ref_steps = table.runs(judged[0], "reference")[0].steps
-    out: dict[str, tuple[str, str, str, int]] = {}
+    out: dict[str, tuple[tuple[str, str, str, int], int, bool]] = {}
     for _, st, _ in _candidates(table):
+        if not proxy_steps < st < ref_steps:  # rungs ascend; the evaluator finds a budget by its steps
+            continue
         for sampler in ("tpe", "costaware"):
-            out[f"{sampler}@{st}"] = (sampler, "", "", st)
-            out[f"{sampler}@{st}+families"] = (sampler, "", "", st)
+            out[f"{sampler}@{st}"] = ((sampler, "", "", st), st, True)
+            out[f"{sampler}@{st}+families"] = ((sampler, "", "", st), st, True)
         rungs = f'[fidelity]\nsteps = [{proxy_steps}, {st}]\npromote = "1/3"\n'
-        out[f"tpe+rungs@{st}"] = ("tpe", "", rungs, proxy_steps)
-        out[f"tpe+rungs@{st}+families"] = ("tpe", "", rungs, proxy_steps)
+        out[f"tpe+rungs@{st}"] = (("tpe", "", rungs, proxy_steps), st, True)
+        out[f"tpe+rungs@{st}+families"] = (("tpe", "", rungs, proxy_steps), st, True)
         rungs3 = f'[fidelity]\nsteps = [{proxy_steps}, {st}, {ref_steps}]\npromote = "1/3"\n'
-        out[f"tpe+rungs@{st}-{ref_steps}"] = ("tpe", "", rungs3, proxy_steps)
+        # its front is of reference runs, with the table's seeds drawn: only promotion uses S
+        out[f"tpe+rungs@{st}-{ref_steps}"] = (("tpe", "", rungs3, proxy_steps), st, False)
     return out
 
 
+def candidate_settings(table) -> dict[str, tuple[str, str, str, int]]:
+    """Settings that search at a candidate budget of the table (a ``[table.NAME]`` with more
+    steps than the proxy and fewer than the reference, once it holds every placement): name ->
+    (sampler, study-file lines at the top, extra sections, the study's proxy steps). ``tpe@S``
+    trains every trial for S steps; ``rungs@S`` promotes from the proxy to S, ``rungs@S-R`` on
+    to the reference."""
+    return {k: v[0] for k, v in _candidate_settings(table).items()}
+
+
 def one_seed_settings(table) -> set[str]:
-    """The candidate settings whose runs come from a budget with one run a placement: every
-    replay draws the same runs, so their spread over sampler seeds leaves out trainer luck."""
-    return {k for _, st, n in _candidates(table) if n < 2 for k in candidate_settings(table) if f"@{st}" in k}
+    """The candidate settings whose front comes from a budget with one run a placement: every
+    replay draws the same runs there, so their spread over sampler seeds leaves out trainer luck."""
+    one = {st for _, st, n in _candidates(table) if n < 2}
+    return {k for k, (_, st, front) in _candidate_settings(table).items() if front and st in one}
 
 
 DEFAULT_SETTINGS = (
@@ -236,8 +246,9 @@ def shares(table, reported: dict[str, tuple], places) -> tuple[float, float, flo
     under their reference accuracy (the mean of the table's reference seeds), under the accuracy
     the study reported for them, and under the mean of the reference seeds the study's own runs
     did not draw (None where a placement drew them all). The truth shares the noise of the
-    reference runs a study drew, so claimed - true shows half of a front's luck at the top
-    budget; claimed - held out shows all of it."""
+    reference runs a study drew, so claimed - true shows part of a front's luck at the top
+    budget (with k reference seeds and one drawn, about 1/k of it); claimed - held out shows
+    all of it."""
     pts, ref = reference_points(table, places)
     total = hypervolume(pts.values(), ref)
     true = hypervolume((pts[p] for p in reported if p in pts), ref) / total
@@ -399,13 +410,13 @@ def _gp_key(table: Path) -> dict[str, object]:
         "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
         "optuna": optuna.__version__,
         "checkpoints": list(CHECKPOINTS),
-        # 4: trainer seeds drawn from the replay's seed; per sampler seed: (true, claimed) share
-        # pairs, checkpoints in training work
-        "format": 4,
+        # 5: trainer seeds drawn from the replay's seed; per sampler seed: (true, claimed, held
+        # out or null) shares, checkpoints in training work
+        "format": 5,
     }
 
 
-def _gp_cache(table: Path) -> dict[int, dict[int, tuple[float, float]]]:
+def _gp_cache(table: Path) -> dict[int, dict[int, tuple]]:
     """The stored GP replays of ``table`` by sampler seed (empty when none match it)."""
     import json
 
@@ -415,7 +426,7 @@ def _gp_cache(table: Path) -> dict[int, dict[int, tuple[float, float]]]:
     if data.get("key") != _gp_key(table):
         return {}
     return {
-        int(seed): {int(n): (float(a), float(b)) for n, (a, b) in by_n.items()}
+        int(seed): {int(n): tuple(None if v is None else float(v) for v in r) for n, r in by_n.items()}
         for seed, by_n in data["replays"].items()
     }
 
@@ -471,7 +482,7 @@ def main() -> None:
     candidates = candidate_settings(table)
     settings.update(candidates)
     if args.samplers is None:
-        at = sorted({v[3] for k, v in candidates.items() if k.startswith("tpe@")})
+        at = sorted({st for k, (_, st, _) in _candidate_settings(table).items() if k.startswith("tpe@")})
         samplers = [*DEFAULT_SETTINGS, *(d.format(S=st) for st in at for d in DEFAULT_AT_CANDIDATE)]
     else:
         samplers = list(settings) if args.samplers == "all" else args.samplers.split(",")
@@ -489,6 +500,8 @@ def main() -> None:
             "GP left out: run with --recompute-gp (15 minutes or more a replay on 2 cores) to add them"
         )
         samplers = [s for s in samplers if s != "gp"]
+        if not samplers:
+            parser.exit(1, "nothing left to replay\n")
     for sampler in samplers:
         n_seeds = args.seeds  # the families too: each replay draws its own trainer seeds
         if sampler == "gp":  # replayed only on request, and only the seeds not stored yet
@@ -526,7 +539,7 @@ def main() -> None:
     # settings at a budget the table holds one run a placement of: every replay draws the same
     # runs, so their spread leaves out trainer luck and a "reached" is one draw's
     one_seed = one_seed_settings(table) & set(results)
-    width = max(13, *(len(k) for k in results))
+    width = max([13, *(len(k) for k in results)])
     print(
         f"{'setting':{width}s} {'seeds':>5s} "
         + " ".join(f"{'n=' + str(n):>13s}" for n in CHECKPOINTS)
@@ -564,7 +577,8 @@ def main() -> None:
         "0.95; claimed-true: the hypervolume share the study claims (its reported accuracies) minus the share the "
         "reference gives the same placements, at the work where it reaches 0.95 (else at 60); claimed-held out: "
         "the same, judged only by the reference seeds the study's own top-budget runs did not draw (the truth "
-        "shares the drawn seed's luck, so claimed-true shows about half of a front's winner's curse)"
+        "shares the drawn seed's luck, so with two reference seeds claimed-true shows about half of a front's "
+        "winner's curse)"
     )
     if one_seed:
         print(
