@@ -277,6 +277,34 @@ def test_repeats_give_every_placement_distinct_seeds_and_the_mean(replay, tmp_pa
         assert row["accuracy_se"] == pytest.approx(0.03 / math.sqrt(3))
 
 
+def test_pareto_says_which_front_placements_ran_once(replay, tmp_path):
+    from placement_search.cli.study import reliability
+
+    study = replay
+    url = sqlite_url(tmp_path)
+    # 11 runs with two seeds a placement: five placements twice, the sixth once (on the front,
+    # for this seed: the sampler and the inline executor are deterministic)
+    cfg = load_study_config(study(trials=11, top="repeats = 2", sampler="random"))
+    SearchDriver(cfg, storage=url, executor="inline").run()
+    st = _study(url)
+    rows = pareto_rows(st)
+    once = [r for r in rows if r["runs"] == 1]
+    text = reliability(st, rows, "--study small")
+    assert "one run's accuracy varies by" in text
+    assert len(once) == 1 and len(rows) == 2
+    assert "1 of the front's 2 placements ran once at their budget" in text and "promote --study small" in text
+    # the same study with every front placement repeated says nothing of single runs
+    assert "ran once" not in reliability(st, [r for r in rows if r["runs"] > 1], "--study small")
+    # and `pareto` says it under its table
+    out = subprocess.run(
+        [sys.executable, "-m", "placement_search", "pareto", "--storage", url, "--study", "small"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0 and "1 of the front's 2 placements ran once" in out.stdout
+
+
 def test_families_with_repeats_train_each_named_placement_with_every_seed_and_nothing_else(replay, tmp_path):
     study = replay
     url = sqlite_url(tmp_path)
