@@ -91,7 +91,7 @@ def main() -> None:
     for s in t.seeds("reference"):
         if s not in rseeds:
             have = sum(t.accuracy(p, "reference", s) is not None for p in places)
-            print(f"reference seed {s}: {have} of {len(places)} placements so far (being built; used in (e) only)")
+            print(f"reference seed {s}: {have} of {len(places)} placements so far (being built: left out of the means and of (e))")
     accs = [r.accuracy for r in proxy_rows if r.accuracy is not None]
     spreads = [max(a) - min(a) for p in places if len(a := [t.accuracy(p, "proxy", s) or 0.0 for s in pseeds]) > 1]
     clips = int(json.loads(proxy_rows[0].extra.get("data") or "{}").get("eval_clips", 0))
@@ -252,14 +252,15 @@ def _reference_noise(
     print(
         f"    tau >= {GOAL} is reachable only against the mean of >= {need or '> 32'} reference seeds; this table has {m}"
     )
-    shared = [p for p in places if all(t.accuracy(p, "reference", s) is not None for s in t.seeds("reference"))]
+    rs = t.complete_seeds("reference") if len(t.complete_seeds("reference")) > 1 else t.seeds("reference")
+    shared = [p for p in places if all(t.accuracy(p, "reference", s) is not None for s in rs)]
     if len(shared) >= 10 and len(pseeds := t.seeds("proxy")) > 1:
         a = mean_of_seeds(t, shared, "proxy", pseeds)
-        one = mean_of_seeds(t, shared, "reference", [t.seeds("reference")[0]])
-        both = mean_of_seeds(t, shared, "reference", t.seeds("reference"))
+        one = mean_of_seeds(t, shared, "reference", [rs[0]])
+        both = mean_of_seeds(t, shared, "reference", rs)
         print(
             f"    on those placements, the mean of {len(pseeds)} proxy seeds: tau {kendall_tau(a, one):+.3f} vs reference "
-            f"seed {t.seeds('reference')[0]}, {kendall_tau(a, both):+.3f} vs the mean of {len(t.seeds('reference'))}"
+            f"seed {rs[0]}, {kendall_tau(a, both):+.3f} vs the mean of {len(rs)}"
         )
     corr = ", ".join(f"k={k} {disattenuated_tau(statistics.fmean(v), r, m):.2f}" for k, v in sorted(taus_k.items()))
     print(f"    (c) corrected for the reference's noise (tau vs the noise-free reference, estimated): {corr}")

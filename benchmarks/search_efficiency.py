@@ -69,6 +69,13 @@ NOISE_AWARE = {
     "costaware": ("costaware", "", ""),
     "costaware+repeats": ("costaware", "repeats = {proxy_seeds}\n", ""),
     "costaware+rungs": ("costaware", "", '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/3"\n'),
+    # two trainer seeds for every placement that reaches the top: the cure for a front's luck
+    "tpe+rungs+top2": ("tpe", "", '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/3"\nseeds_at_top = 2\n'),
+    "costaware+rungs+top2": (
+        "costaware",
+        "",
+        '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/3"\nseeds_at_top = 2\n',
+    ),
 }
 # the same settings starting from the paper's families (``evaluate_first``, as the quickstart does)
 NOISE_AWARE.update(
@@ -99,12 +106,14 @@ def _candidate_settings(table) -> dict[str, tuple[tuple[str, str, str, int], int
     proxy_steps = table.runs(judged[0], "proxy")[0].steps
     ref_steps = table.runs(judged[0], "reference")[0].steps
     out: dict[str, tuple[tuple[str, str, str, int], int, bool]] = {}
-    for _, st, _ in _candidates(table):
+    for _, st, n_seeds in _candidates(table):
         if not proxy_steps < st < ref_steps:  # rungs ascend; the evaluator finds a budget by its steps
             continue
         for sampler in ("tpe", "costaware"):
             out[f"{sampler}@{st}"] = ((sampler, "", "", st), st, True)
             out[f"{sampler}@{st}+families"] = ((sampler, "", "", st), st, True)
+            if n_seeds > 1:  # each placement the mean of two runs at S steps
+                out[f"{sampler}@{st}+repeats2+families"] = ((sampler, "repeats = 2\n", "", st), st, True)
         rungs = f'[fidelity]\nsteps = [{proxy_steps}, {st}]\npromote = "1/3"\n'
         out[f"tpe+rungs@{st}"] = (("tpe", "", rungs, proxy_steps), st, True)
         out[f"tpe+rungs@{st}+families"] = (("tpe", "", rungs, proxy_steps), st, True)
@@ -123,11 +132,22 @@ def candidate_settings(table) -> dict[str, tuple[str, str, str, int]]:
     return {k: v[0] for k, v in _candidate_settings(table).items()}
 
 
-def one_seed_settings(table) -> set[str]:
-    """The candidate settings whose front comes from a budget with one run a placement: every
-    replay draws the same runs there, so their spread over sampler seeds leaves out trainer luck."""
-    one = {st for _, st, n in _candidates(table) if n < 2}
-    return {k for k, (_, st, front) in _candidate_settings(table).items() if front and st in one}
+def every_run_settings(table, settings: dict[str, tuple[str, str, str, int]], fill: dict) -> set[str]:
+    """The settings whose front is of runs that take every run the table holds of a placement at
+    its top budget (one run a placement there, or ``repeats`` / ``seeds_at_top`` as many as the
+    table's seeds): every replay reads the same numbers for a placement, so the spread over
+    sampler seeds leaves out trainer luck, and a share "reached" is one draw of it. A setting
+    whose top budget is the reference is judged by the very runs it chose its front on."""
+    by_steps = {table.runs(_judged(table)[0], b)[0].steps: len(table.complete_seeds(b)) for b in table.budgets}
+    out = set()
+    for name, (_, top, sections, steps) in settings.items():
+        text = top.format(**fill) + sections.format(**fill)
+        rungs = re.search(r"steps = \[([0-9, ]+)\]", text)
+        front = int(rungs.group(1).split(",")[-1]) if rungs else steps
+        draws = re.search(r"(?:repeats|seeds_at_top) = (\d+)", text)
+        if by_steps.get(front, 0) and (int(draws.group(1)) if draws else 1) >= by_steps[front]:
+            out.add(name)
+    return out
 
 
 DEFAULT_SETTINGS = (
@@ -135,6 +155,7 @@ DEFAULT_SETTINGS = (
     "tpe+families",
     "tpe+repeats2+families",
     "tpe+rungs",
+    "tpe+rungs+top2",
     "tpe+repeats+families",
     "costaware+repeats+families",
 )
@@ -243,9 +264,10 @@ def reported_fronts(
 
 def shares(table, reported: dict[str, tuple], places) -> tuple[float, float, float | None]:
     """(true, claimed, held out): the reference hypervolume share of the reported placements
-    under their reference accuracy (the mean of the table's reference seeds), under the accuracy
-    the study reported for them, and under the mean of the reference seeds the study's own runs
-    did not draw (None where a placement drew them all). The truth shares the noise of the
+    under their reference accuracy (the mean of the table's complete reference seeds), under the
+    accuracy the study reported for them, and under the mean of the placement's reference runs
+    the study's own runs did not draw (a seed still being built counts where it holds the
+    placement; None where a placement has no other run). The truth shares the noise of the
     reference runs a study drew, so claimed - true shows part of a front's luck at the top
     budget (with k reference seeds and one drawn, about 1/k of it); claimed - held out shows
     all of it."""
@@ -253,16 +275,22 @@ def shares(table, reported: dict[str, tuple], places) -> tuple[float, float, flo
     total = hypervolume(pts.values(), ref)
     true = hypervolume((pts[p] for p in reported if p in pts), ref) / total
     claimed = hypervolume(((r[0], float(r[1])) for p, r in reported.items() if p in pts), ref) / total
-    rseeds = table.complete_seeds("reference")
     held: list[tuple[float, float]] = []
     for p, r in reported.items():
         if p not in pts:
             continue
-        rest = [s for s in rseeds if s not in (r[2] if len(r) > 2 else ())]
+        # every reference seed of the placement (a seed still being built holds some placements)
+        rest = [row.seed for row in table.runs(p, "reference") if row.seed not in (r[2] if len(r) > 2 else ())]
         if not rest:
             return true, claimed, None
         held.append((statistics.fmean(table.accuracy(p, "reference", s) for s in rest), float(r[1])))
     return true, claimed, hypervolume(held, ref) / total
+
+
+def _mean_se(v: list[float]) -> str:
+    """``+mean ± standard error`` of a claimed-minus-judged gap over replays."""
+    se = statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0
+    return f"{statistics.fmean(v):+.3f} ± {se:.3f}"
 
 
 def _surely(runs: list[tuple], goal: float = 0.95) -> bool:
@@ -536,14 +564,15 @@ def main() -> None:
         f"reference hypervolume share of the reported front ({table.path.name}; mean ± std over sampler seeds), "
         "by training work spent (trials' worth at the proxy budget; a promoted run counts by its steps)"
     )
-    # settings at a budget the table holds one run a placement of: every replay draws the same
-    # runs, so their spread leaves out trainer luck and a "reached" is one draw's
-    one_seed = one_seed_settings(table) & set(results)
+    # settings that take every run the table holds of a placement at their top budget: every
+    # replay reads the same numbers, so their spread leaves out trainer luck and a "reached" is
+    # one draw's
+    one_seed = every_run_settings(table, {k: settings[k] for k in results if k != "gp"}, fill)
     width = max([13, *(len(k) for k in results)])
     print(
         f"{'setting':{width}s} {'seeds':>5s} "
         + " ".join(f"{'n=' + str(n):>13s}" for n in CHECKPOINTS)
-        + "   to 0.95   claimed-true   claimed-held out"
+        + "   to 0.95   claimed-true (± SE)        claimed-held out (± SE)"
     )
     need: dict[str, float] = {}
     for sampler, by_n in results.items():
@@ -556,17 +585,17 @@ def main() -> None:
         reach = next((n for n in CHECKPOINTS if _surely(by_n[n])), None)
         need[sampler] = reach if reach is not None and sampler not in one_seed else float("inf")
         at = reach if reach is not None else 60
-        gap = statistics.fmean(r[1] - r[0] for r in by_n[at])
+        gap = _mean_se([r[1] - r[0] for r in by_n[at]])
         # GP's stored replays hold (true, claimed): no promotion, so held out is the truth
         held = [r[1] - (r[2] if len(r) > 2 else r[0]) for r in by_n[at] if len(r) < 3 or r[2] is not None]
-        held_s = f"{statistics.fmean(held):+.3f}" if held else "   n/a"
+        held_s = _mean_se(held) if held else "   n/a"
         if held and len(held) < len(by_n[at]):
             held_s += f" ({len(held)} of {len(by_n[at])})"
         print(
             f"{sampler:{width}s} {len(by_n[CHECKPOINTS[0]]):5d} "
             + " ".join(f"{c:>13s}" for c in cells)
             + f"   {(str(reach) + ('*' if sampler in one_seed else '')) if reach else '> 200':>7s}"
-            + f"   {gap:+.3f} (n={at})  {held_s}"
+            + f"   {gap} (n={at})  {held_s}"
         )
     print(
         f"({len(jobs)} replays through the real driver: {wall:.0f} s wall, {busy / max(1, len(jobs)):.1f} s a replay"
@@ -578,12 +607,14 @@ def main() -> None:
         "reference gives the same placements, at the work where it reaches 0.95 (else at 60); claimed-held out: "
         "the same, judged only by the reference seeds the study's own top-budget runs did not draw (the truth "
         "shares the drawn seed's luck, so with two reference seeds claimed-true shows about half of a front's "
-        "winner's curse)"
+        "winner's curse); both as mean ± standard error over the replays"
     )
     if one_seed:
         print(
-            f"*: the settings {', '.join(sorted(one_seed))} train at a budget the table holds one run a placement of: "
-            "every replay draws the same runs, so a share reached there is one draw of trainer luck, not counted"
+            f"*: the settings {', '.join(sorted(one_seed))} take as many runs of a placement at their top budget as "
+            "the table holds of every placement there: every replay reads the same numbers (for the placements a "
+            "seed still being built does not hold), so their spread leaves out trainer luck and a share reached is "
+            "one draw of it, not counted"
         )
     _proxy_ceiling(table, places)
     _reference_ceiling(table)

@@ -18,7 +18,7 @@ from placement_search.space import load_space
 from placement_search.study import SearchDriver, load_study_config
 from placement_search.study.records import trial_attrs
 from placement_search.study.storage import open_storage, pareto_rows
-from placement_search.study.table_build import build_table, table_jobs, table_placements
+from placement_search.study.table_build import _only, build_table, table_jobs, table_placements
 from placement_search.table import COLUMNS, read_table, write_table
 from placement_search.table.evaluator import TableEvaluator
 
@@ -255,6 +255,51 @@ def test_build_resume_and_export(tmp_path):
         build_table(load_study_config(tmp_path / "t.toml"), storage=url, trial_fn=formula_trial)
     with pytest.raises(UserError, match="budget 'reference' of the table was trained with other settings"):
         build_table(load_study_config(tmp_path / "t.toml"), storage=sqlite_url(tmp_path, "third.db"), seed_table=t)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_build_only_listed_placements_in_their_order(tmp_path, capsys):
+    """``--placements FILE``: only the listed placements' runs, budgets and seeds in the table's
+    order, within each the file's; a name that is not a placement of the table is a clear error."""
+    space_file = two_kind_space(tmp_path)
+    study = write_study(tmp_path, extra=TABLE).read_text().replace('space = "tiny"', f'space = "{space_file}"')
+    (tmp_path / "t.toml").write_text(study)
+    listed = ["3d 3d 2d 2d 2d", "2d 2d 2d 2d 3d"]  # stem, then one token a block (block-tied)
+    (tmp_path / "front.txt").write_text(f"# near the front\n{listed[0]}\n\n  2d  2d 2d 2d   3d  # spaces collapse\n")
+    url = sqlite_url(tmp_path)
+    from placement_search.cli.main import main
+
+    argv = ["table", "build", str(tmp_path / "t.toml"), "--storage", url, "--placements", str(tmp_path / "front.txt")]
+    cfg = load_study_config(tmp_path / "t.toml")
+    # the real trainer is not wanted here: the library call takes the test's formula trainer
+    from placement_search.cli.table import _read_placements
+
+    got = build_table(
+        cfg, storage=url, trial_fn=formula_trial, placements=_read_placements(str(tmp_path / "front.txt"))
+    )
+    assert (got.done_before, got.done, got.failed) == (0, 6, 0)  # 2 placements x (2 proxy seeds + 1 reference)
+    import optuna
+
+    st = optuna.load_study(study_name="small", storage=open_storage(url, create=False))
+    ran = sorted(
+        (trial_attrs(t)["budget"], trial_attrs(t)["seed"], trial_attrs(t)["placement_string"]) for t in st.trials
+    )
+    assert ran == sorted((b, s_, p) for b, s_ in [("proxy", 0), ("proxy", 1), ("reference", 7)] for p in listed)
+    # the order they start in (two at a time on Ray, so finishing order may differ)
+    jobs = table_jobs(cfg, load_space(space_file))
+    order = [(j.budget, j.seed, j.placement_string) for j in _only(jobs, jobs, [(p, "x") for p in listed])]
+    assert order == [(b, s_, p) for b, s_ in [("proxy", 0), ("proxy", 1), ("reference", 7)] for p in listed]
+    back = [j.placement_string for j in _only(jobs, jobs, [(p, "x") for p in reversed(listed)])]
+    assert back == [*reversed(listed)] * 3  # the file's order, not the table's shuffle
+    again = build_table(cfg, storage=url, trial_fn=formula_trial, placements=[(listed[1], "x")])
+    assert (again.done, again.stop_reason) == (0, "the listed placements' runs are done")
+    (tmp_path / "bad.txt").write_text(f"{listed[0]}\n2d 4d 2d 2d 2d\n")
+    assert main([*argv[:-1], str(tmp_path / "bad.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.txt, line 2: '2d 4d 2d 2d 2d' is not a placement of this table" in err and "Traceback" not in err
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    assert main([*argv[:-1], str(tmp_path / "empty.txt")]) == 2
+    assert "no placements in it" in capsys.readouterr().err
 
 
 # -- the table evaluator behind the real driver ----------------------------------------------------

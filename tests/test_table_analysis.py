@@ -58,6 +58,11 @@ def test_seed_agreement_on_the_shared_placements(tmp_path):
     n, tau, r = seed_agreement(_table(tmp_path, rows), "reference")
     assert (n, tau, r) == (4, pytest.approx(-1.0), pytest.approx(-1.0))  # seed 1 reverses seed 0
     assert seed_agreement(_table(tmp_path, rows[:2]), "reference") is None  # one placement shares both
+    # two complete seeds that agree, and a third still being built on three placements, against
+    # them: the agreement is the complete seeds' (a chosen few would read as a narrower range)
+    accs = {"2d 2d": (0.1, 0.2, 0.9), "2d 3d": (0.2, 0.3, 0.8), "3d 2d": (0.3, 0.4, 0.7), "3d 3d": (0.4, 0.5, None)}
+    rows = [_row(p, "reference", s, a[s], GROUPS) for p, a in accs.items() for s in (0, 1, 2) if a[s] is not None]
+    assert seed_agreement(_table(tmp_path, rows), "reference") == (4, pytest.approx(1.0), pytest.approx(1.0))
 
 
 def test_spearman_brown():
@@ -143,3 +148,55 @@ def test_a_front_is_judged_by_the_reference_and_by_the_seeds_the_study_did_not_d
     assert shares(table, {p: (r[0], r[1], frozenset()) for p, r in reported.items()}, places)[2] == pytest.approx(1.0)
     # one that drew both seeds of a placement leaves nothing to hold out
     assert shares(table, {**reported, "3d 3d": (0.9, 3 * 10**9, frozenset({0, 1}))}, places)[2] is None
+    # a third seed still being built, held by "3d 3d" only: it holds that placement out of a study
+    # that drew seeds 0 and 1 there, and leaves the truth (the complete seeds' mean) alone
+    rows.append(_row("3d 3d", "reference", 2, 0.7, groups, macs=3 * 10**9, steps=12))
+    write_table(path, rows, groups, ["appearance"])
+    table = read_table(path)
+    both = {"2d 3d": (0.8, 2 * 10**9, seen0), "3d 3d": (0.9, 3 * 10**9, frozenset({0, 1}))}
+    true, claimed, held = shares(table, both, places)
+    assert true == pytest.approx(1.0) and claimed == pytest.approx(0.355 / total)
+    # held out: (0.6, 2) by seed 1 and (0.7, 3) by seed 2, over the nadir 0.55:
+    # 0.05 x 1.3 + 0.1 x 0.3 = 0.095 (x 1e9)
+    assert held == pytest.approx(0.095 / total)
+
+
+def test_settings_that_take_every_run_the_table_holds_are_flagged(tmp_path):
+    """A setting whose front reads every run the table holds of a placement at its top budget
+    gets the same numbers in every replay: its spread over sampler seeds has no trainer luck in
+    it, so the search benchmark flags it. Proxy (80 steps): 3 seeds; candidate (200): 1;
+    reference (400): 2."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from search_efficiency import every_run_settings
+
+    groups = ["stem", "layer1.0"]
+    budgets = {"proxy": (80, 3), "proxy200": (200, 1), "reference": (400, 2)}
+    rows = [
+        _row(p, b, seed, 0.5, groups, steps=st)
+        for p in ("2d 2d", "3d 3d")
+        for b, (st, n) in budgets.items()
+        for seed in range(n)
+    ]
+    path = tmp_path / "t.csv"
+    write_table(path, rows, groups, ["appearance"])
+    table = read_table(path)
+    fill = {"steps": 80, "ref_steps": 400, "proxy_seeds": 3}
+    rungs = '[fidelity]\nsteps = [{steps}, {ref_steps}]\npromote = "1/3"\n'
+    settings = {
+        "plain": ("tpe", "", "", 80),  # one of 3 seeds a placement
+        "two of three": ("tpe", "repeats = 2\n", "", 80),
+        "all three": ("tpe", "repeats = {proxy_seeds}\n", "", 80),
+        "one of one": ("tpe", "", "", 200),  # the candidate holds one run a placement
+        "rungs": ("tpe", "", rungs, 80),  # one of the 2 reference seeds at the top
+        "rungs, both at the top": ("tpe", "", rungs + "seeds_at_top = 2\n", 80),
+        "rungs to the candidate": ("tpe", "", '[fidelity]\nsteps = [80, 200]\npromote = "1/3"\n', 80),
+    }
+    assert every_run_settings(table, settings, fill) == {
+        "all three",
+        "one of one",
+        "rungs, both at the top",
+        "rungs to the candidate",
+    }

@@ -6,8 +6,10 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..study.config import DEFAULT_STORAGE, check_storage_url
 from ._format import emit, positive, render_table, self_command
 
@@ -52,6 +54,23 @@ class _BuildProgress:
             )
 
 
+def _read_placements(path: str) -> list[tuple[str, str]]:
+    """``--placements FILE``: one placement string a line (blank lines and ``#`` comments
+    skipped), each with the file and line it came from."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--placements {path}: cannot read it ({e})") from None
+    out = [
+        (" ".join(text.split()), f"{path}, line {i}")
+        for i, line in enumerate(lines, 1)
+        if (text := line.split("#", 1)[0].strip())
+    ]
+    if not out:
+        raise UserError(f"--placements {path}: no placements in it; expected one placement string a line")
+    return out
+
+
 def cmd_table_build(args: argparse.Namespace) -> int:
     from ..study.config import load_study_config
     from ..study.table_build import build_table
@@ -59,6 +78,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
 
     cfg = load_study_config(args.study_toml)
     seed_table = read_table(args.from_table) if args.from_table else None
+    placements = _read_placements(args.placements) if args.placements else None
     storage = check_storage_url(args.storage) if args.storage else cfg.storage
     result = build_table(
         cfg,
@@ -70,6 +90,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         on_event=_BuildProgress(),
         seed_table=seed_table,
+        placements=placements,
     )
     if result.imported:
         print(f"took {result.imported} runs from {args.from_table}")
@@ -155,6 +176,12 @@ def add_parsers(sub: Any) -> None:
         help="first take the runs of an exported table (e.g. a committed one) into the study: build on",
     )
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting runs after this long")
+    p.add_argument(
+        "--placements",
+        metavar="FILE",
+        help="only the runs of the placements listed in FILE (one placement string a line, as `table show` prints "
+        "them; # comments), in its order: e.g. a new seed first where searches' fronts are",
+    )
     p.set_defaults(func=cmd_table_build)
 
     p = tsub.add_parser(

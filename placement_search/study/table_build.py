@@ -160,6 +160,7 @@ def build_table(
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     trial_fn: Callable[[dict[str, Any]], Any] | None = None,
     seed_table: Any = None,
+    placements: list[tuple[str, str]] | None = None,
 ) -> BuildResult:
     """Build (or extend, or resume) the table of study config ``cfg`` (which has a ``[table]``).
 
@@ -176,6 +177,9 @@ def build_table(
         seed_table: a :class:`~placement_search.table.Table` (an exported table CSV) whose runs are
             taken into the study before building, so a table grows over several sittings and
             machines: each of its rows whose budget matches this config's is recorded as done.
+        placements: only the runs of these placements, in this order within each budget and seed:
+            ``(placement string, where it was read)`` pairs (``where`` names the file and line
+            for an error), e.g. to add a seed first where searches' fronts are.
     """
     build = _Build(cfg, storage=storage, study_name=study_name, budgets=budgets, on_event=on_event)
     result, jobs = build.result, build.jobs
@@ -190,17 +194,45 @@ def build_table(
             result.imported += 1
     todo = [j for j in jobs if j.key not in done]
     result.done_before = len(jobs) - len(todo)
+    if placements is not None:
+        todo = _only(todo, jobs, placements)
     build.emit("open", {"study": build.name, "total": len(jobs), "done": result.done_before, "todo": len(todo)})
     if max_runs is not None:
         todo = todo[:max_runs]
     if not todo:
-        result.stop_reason = "the table is complete" if result.done_before == len(jobs) else "nothing to do"
+        result.stop_reason = (
+            "the table is complete"
+            if result.done_before == len(jobs)
+            else "the listed placements' runs are done"
+            if placements is not None
+            else "nothing to do"
+        )
         return result
     run_on_ray(
         cfg, todo, build.spec_of, build.record, result, ray_address, timeout, build.started, build.emit, trial_fn
     )
     result.elapsed_s = time.monotonic() - build.started
     return result
+
+
+def _only(todo: list[TableJob], jobs: list[TableJob], placements: list[tuple[str, str]]) -> list[TableJob]:
+    """The jobs of ``todo`` for the listed placements: budgets and seeds in the table's order,
+    within each the list's order."""
+    known = {j.placement_string for j in jobs}
+    order: dict[str, int] = {}
+    for ps, where in placements:
+        if ps not in known:
+            example = next(iter(sorted(known)), "")
+            raise UserError(
+                f"{where}: {ps!r} is not a placement of this table; expected one placement string a line, "
+                f"its op kinds a group, e.g. {example!r}"
+            )
+        order.setdefault(ps, len(order))
+    block: dict[tuple[str, int], int] = {}
+    for j in jobs:
+        block.setdefault((j.budget, j.seed), len(block))
+    kept = [j for j in todo if j.placement_string in order]
+    return sorted(kept, key=lambda j: (block[(j.budget, j.seed)], order[j.placement_string]))
 
 
 class _Build:

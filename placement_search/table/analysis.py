@@ -132,9 +132,12 @@ def reference_hv_share(
 def seed_agreement(table: Table, budget: str) -> tuple[int, float, float] | None:
     """``(placements, Kendall tau, r)`` between a budget's seeds, averaged over pairs of seeds,
     on the placements that hold both seeds of a pair (None: no pair shares 3); r = sin(pi tau /
-    2), the correlation of normal scores: one seed's reliability as a ranking."""
+    2), the correlation of normal scores: one seed's reliability as a ranking. Where two or more
+    seeds hold every placement, only those: a seed still being built may hold a chosen few (say,
+    near the front), whose narrower range would read as worse agreement."""
     taus, ns = [], []
-    for s1, s2 in combinations(table.seeds(budget), 2):
+    complete = table.complete_seeds(budget)
+    for s1, s2 in combinations(complete if len(complete) > 1 else table.seeds(budget), 2):
         pairs = [
             (a, b)
             for p in table.placements(budget)
