@@ -91,7 +91,9 @@ def main() -> None:
     for s in t.seeds("reference"):
         if s not in rseeds:
             have = sum(t.accuracy(p, "reference", s) is not None for p in places)
-            print(f"reference seed {s}: {have} of {len(places)} placements so far (being built: left out of the means and of (e))")
+            print(
+                f"reference seed {s}: {have} of {len(places)} placements so far (being built: left out of the means and of (e))"
+            )
     accs = [r.accuracy for r in proxy_rows if r.accuracy is not None]
     spreads = [max(a) - min(a) for p in places if len(a := [t.accuracy(p, "proxy", s) or 0.0 for s in pseeds]) > 1]
     clips = int(json.loads(proxy_rows[0].extra.get("data") or "{}").get("eval_clips", 0))
