@@ -91,9 +91,7 @@ def main() -> None:
     for s in t.seeds("reference"):
         if s not in rseeds:
             have = sum(t.accuracy(p, "reference", s) is not None for p in places)
-            print(
-                f"reference seed {s}: {have} of {len(places)} placements so far (being built: left out of the means and of (e))"
-            )
+            print(f"reference seed {s}: {have} of {len(places)} placements so far (being built: left out of the means)")
     accs = [r.accuracy for r in proxy_rows if r.accuracy is not None]
     spreads = [max(a) - min(a) for p in places if len(a := [t.accuracy(p, "proxy", s) or 0.0 for s in pseeds]) > 1]
     clips = int(json.loads(proxy_rows[0].extra.get("data") or "{}").get("eval_clips", 0))
@@ -230,7 +228,8 @@ def _reference_noise(
         f"    reference seed vs reference seed: tau {tau_rr:+.3f}, so r = sin(pi tau / 2) = {r:.2f} (about "
         f"{lo:.2f}-{hi:.2f} at 95%): one reference run's reliability as a ranking"
     )
-    s0, s1 = t.seeds("reference")[:2]
+    complete = t.complete_seeds("reference")
+    s0, s1 = (complete if len(complete) > 1 else t.seeds("reference"))[:2]
     pairs = [
         (a, b)
         for p in places

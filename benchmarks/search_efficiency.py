@@ -138,13 +138,19 @@ def every_run_settings(table, settings: dict[str, tuple[str, str, str, int]], fi
     table's seeds): every replay reads the same numbers for a placement, so the spread over
     sampler seeds leaves out trainer luck, and a share "reached" is one draw of it. A setting
     whose top budget is the reference is judged by the very runs it chose its front on."""
-    by_steps = {table.runs(_judged(table)[0], b)[0].steps: len(table.complete_seeds(b)) for b in table.budgets}
+    judged = _judged(table)[0]
+    by_steps: dict[int, int] = {}
+    for b in table.budgets:
+        if table.runs(judged, b):  # a budget still being built may not hold it yet
+            # the first budget with those steps, as the table evaluator finds it
+            by_steps.setdefault(table.runs(judged, b)[0].steps, len(table.complete_seeds(b)))
     out = set()
     for name, (_, top, sections, steps) in settings.items():
         text = top.format(**fill) + sections.format(**fill)
         rungs = re.search(r"steps = \[([0-9, ]+)\]", text)
         front = int(rungs.group(1).split(",")[-1]) if rungs else steps
-        draws = re.search(r"(?:repeats|seeds_at_top) = (\d+)", text)
+        # seeds_at_top wins over repeats, as in the study config
+        draws = re.search(r"seeds_at_top = (\d+)", text) or re.search(r"repeats = (\d+)", text)
         if by_steps.get(front, 0) and (int(draws.group(1)) if draws else 1) >= by_steps[front]:
             out.add(name)
     return out

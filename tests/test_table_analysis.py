@@ -193,6 +193,8 @@ def test_settings_that_take_every_run_the_table_holds_are_flagged(tmp_path):
         "rungs": ("tpe", "", rungs, 80),  # one of the 2 reference seeds at the top
         "rungs, both at the top": ("tpe", "", rungs + "seeds_at_top = 2\n", 80),
         "rungs to the candidate": ("tpe", "", '[fidelity]\nsteps = [80, 200]\npromote = "1/3"\n', 80),
+        # seeds_at_top wins over repeats, as in the study config: one of the 2 reference seeds
+        "repeats, one at the top": ("tpe", "repeats = 3\n", rungs + "seeds_at_top = 1\n", 80),
     }
     assert every_run_settings(table, settings, fill) == {
         "all three",

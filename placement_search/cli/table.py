@@ -58,7 +58,7 @@ def _read_placements(path: str) -> list[tuple[str, str]]:
     """``--placements FILE``: one placement string a line (blank lines and ``#`` comments
     skipped), each with the file and line it came from."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"--placements {path}: cannot read it ({e})") from None
     out = [

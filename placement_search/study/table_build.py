@@ -184,6 +184,8 @@ def build_table(
     build = _Build(cfg, storage=storage, study_name=study_name, budgets=budgets, on_event=on_event)
     result, jobs = build.result, build.jobs
     done = build.done_keys()
+    if placements is not None:
+        _only(jobs, jobs, placements)  # a line that is no placement: the error before anything is imported
     if seed_table is not None:
         for job, row in _importable(seed_table, jobs, build.by_name, done):
             final = {"result": _result_of_row(row)}
