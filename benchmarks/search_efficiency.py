@@ -141,9 +141,9 @@ def every_run_settings(table, settings: dict[str, tuple[str, str, str, int]], fi
     judged = _judged(table)[0]
     by_steps: dict[int, int] = {}
     for b in table.budgets:
-        if table.runs(judged, b):  # a budget still being built may not hold it yet
+        if runs := table.runs(judged, b):  # a budget still being built may not hold it yet
             # the first budget with those steps, as the table evaluator finds it
-            by_steps.setdefault(table.runs(judged, b)[0].steps, len(table.complete_seeds(b)))
+            by_steps.setdefault(runs[0].steps, len(table.complete_seeds(b)))
     out = set()
     for name, (_, top, sections, steps) in settings.items():
         text = top.format(**fill) + sections.format(**fill)
@@ -573,7 +573,7 @@ def main() -> None:
     # settings that take every run the table holds of a placement at their top budget: every
     # replay reads the same numbers, so their spread leaves out trainer luck and a "reached" is
     # one draw's
-    one_seed = every_run_settings(table, {k: settings[k] for k in results if k != "gp"}, fill)
+    every_run = every_run_settings(table, {k: settings[k] for k in results if k != "gp"}, fill)
     width = max([13, *(len(k) for k in results)])
     print(
         f"{'setting':{width}s} {'seeds':>5s} "
@@ -589,7 +589,7 @@ def main() -> None:
                 f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}        "
             )
         reach = next((n for n in CHECKPOINTS if _surely(by_n[n])), None)
-        need[sampler] = reach if reach is not None and sampler not in one_seed else float("inf")
+        need[sampler] = reach if reach is not None and sampler not in every_run else float("inf")
         at = reach if reach is not None else 60
         gap = _mean_se([r[1] - r[0] for r in by_n[at]])
         # GP's stored replays hold (true, claimed): no promotion, so held out is the truth
@@ -600,7 +600,7 @@ def main() -> None:
         print(
             f"{sampler:{width}s} {len(by_n[CHECKPOINTS[0]]):5d} "
             + " ".join(f"{c:>13s}" for c in cells)
-            + f"   {(str(reach) + ('*' if sampler in one_seed else '')) if reach else '> 200':>7s}"
+            + f"   {(str(reach) + ('*' if sampler in every_run else '')) if reach else '> 200':>7s}"
             + f"   {gap} (n={at})  {held_s}"
         )
     print(
@@ -615,9 +615,9 @@ def main() -> None:
         "shares the drawn seed's luck, so with two reference seeds claimed-true shows about half of a front's "
         "winner's curse); both as mean ± standard error over the replays"
     )
-    if one_seed:
+    if every_run:
         print(
-            f"*: the settings {', '.join(sorted(one_seed))} take as many runs of a placement at their top budget as "
+            f"*: the settings {', '.join(sorted(every_run))} take as many runs of a placement at their top budget as "
             "the table holds of every placement there: every replay reads the same numbers (for the placements a "
             "seed still being built does not hold), so their spread leaves out trainer luck and a share reached is "
             "one draw of it, not counted"

@@ -287,9 +287,9 @@ def test_build_only_listed_placements_in_their_order(tmp_path, capsys):
     assert ran == sorted((b, s_, p) for b, s_ in [("proxy", 0), ("proxy", 1), ("reference", 7)] for p in listed)
     # the order they start in (two at a time on Ray, so finishing order may differ)
     jobs = table_jobs(cfg, load_space(space_file))
-    order = [(j.budget, j.seed, j.placement_string) for j in _only(jobs, jobs, [(p, "x") for p in listed])]
+    order = [(j.budget, j.seed, j.placement_string) for j in _only(jobs, [(p, "x") for p in listed])]
     assert order == [(b, s_, p) for b, s_ in [("proxy", 0), ("proxy", 1), ("reference", 7)] for p in listed]
-    back = [j.placement_string for j in _only(jobs, jobs, [(p, "x") for p in reversed(listed)])]
+    back = [j.placement_string for j in _only(jobs, [(p, "x") for p in reversed(listed)])]
     assert back == [*reversed(listed)] * 3  # the file's order, not the table's shuffle
     again = build_table(cfg, storage=url, trial_fn=formula_trial, placements=[(listed[1], "x")])
     assert (again.done, again.stop_reason) == (0, "the listed placements' runs are done")

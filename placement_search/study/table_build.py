@@ -184,8 +184,9 @@ def build_table(
     build = _Build(cfg, storage=storage, study_name=study_name, budgets=budgets, on_event=on_event)
     result, jobs = build.result, build.jobs
     done = build.done_keys()
-    if placements is not None:
-        _only(jobs, jobs, placements)  # a line that is no placement: the error before anything is imported
+    # the listed placements' runs, in their order (a line that is no placement: the error comes
+    # before anything is imported)
+    listed = _only(jobs, placements) if placements is not None else None
     if seed_table is not None:
         for job, row in _importable(seed_table, jobs, build.by_name, done):
             final = {"result": _result_of_row(row)}
@@ -196,8 +197,8 @@ def build_table(
             result.imported += 1
     todo = [j for j in jobs if j.key not in done]
     result.done_before = len(jobs) - len(todo)
-    if placements is not None:
-        todo = _only(todo, jobs, placements)
+    if listed is not None:
+        todo = [j for j in listed if j.key not in done]
     build.emit("open", {"study": build.name, "total": len(jobs), "done": result.done_before, "todo": len(todo)})
     if max_runs is not None:
         todo = todo[:max_runs]
@@ -217,9 +218,9 @@ def build_table(
     return result
 
 
-def _only(todo: list[TableJob], jobs: list[TableJob], placements: list[tuple[str, str]]) -> list[TableJob]:
-    """The jobs of ``todo`` for the listed placements: budgets and seeds in the table's order,
-    within each the list's order."""
+def _only(jobs: list[TableJob], placements: list[tuple[str, str]]) -> list[TableJob]:
+    """The jobs of the listed placements: budgets and seeds in the table's order, within each
+    the list's order."""
     known = {j.placement_string for j in jobs}
     order: dict[str, int] = {}
     for ps, where in placements:
@@ -233,7 +234,7 @@ def _only(todo: list[TableJob], jobs: list[TableJob], placements: list[tuple[str
     block: dict[tuple[str, int], int] = {}
     for j in jobs:
         block.setdefault((j.budget, j.seed), len(block))
-    kept = [j for j in todo if j.placement_string in order]
+    kept = [j for j in jobs if j.placement_string in order]
     return sorted(kept, key=lambda j: (block[(j.budget, j.seed)], order[j.placement_string]))
 
 
