@@ -22,7 +22,7 @@ from placement_search.errors import UserError
 from placement_search.space import load_space
 from placement_search.study import SearchDriver, load_study_config
 from placement_search.study.config import Fidelity, stored_study_config
-from placement_search.study.estimates import estimates, front_estimates, pooled_sd
+from placement_search.study.estimates import Estimate, estimates, front_estimates, front_hypervolume, pooled_sd
 from placement_search.study.ladder import Ladder, Run
 from placement_search.study.records import run_fields, trial_attrs, write_started
 from placement_search.study.storage import open_storage, pareto_rows, study_status
@@ -195,6 +195,84 @@ def test_estimates_mean_se_and_top_budget_front():
     assert pooled_sd(ests) == (pytest.approx(0.1), 1)
     add("B", 0.75, 50, 12, 1)  # B: (0.55, 0.75), variance 0.02, 1 degree of freedom
     assert pooled_sd(estimates(st.trials, st.metric_names)) == (pytest.approx(math.sqrt((0.02 + 0.02) / 3)), 2)
+
+
+def _est(name: str, accs: list[float], macs: float, steps: int = 12) -> Estimate:
+    mean = statistics.fmean(accs)
+    se = statistics.stdev(accs) / math.sqrt(len(accs)) if len(accs) > 1 else None
+    return Estimate(name, name, steps, mean, se, accs, list(range(len(accs))), [mean, macs], {"macs": macs})
+
+
+def test_front_hypervolume_is_not_corrected_without_measured_noise():
+    # one run each at the top budget (two runs at a lower budget do not measure the noise there)
+    ests = {e.key: e for e in (_est("A", [0.8], 10), _est("B", [0.6], 5), _est("C", [0.9, 0.7], 1, steps=6))}
+    fh = front_hypervolume(ests, ["maximize", "minimize"], [0.0, 20.0], ["accuracy", "macs"])
+    # the staircase by hand: B (0.6, 5) up to cost 20 and A's extra 0.2 from cost 10 to 20
+    assert fh.value == pytest.approx(0.6 * 15 + 0.2 * 10)
+    assert fh.corrected is None and fh.bias is None and fh.noise_sd is None and fh.steps == 12
+
+
+def test_front_hypervolume_of_one_placement_has_no_selection_to_correct():
+    # a single placement: the hypervolume is linear in its accuracy, so the redraws' mean is the
+    # value itself, up to Monte Carlo (and a correction is never upwards)
+    ests = {"A": _est("A", [0.4, 0.5, 0.6, 0.5], 2.0)}
+    fh = front_hypervolume(ests, ["maximize", "minimize"], [0.0, 4.0], ["accuracy", "macs"], draws=4000)
+    assert fh.value == pytest.approx(0.5 * 2.0)
+    assert fh.noise_sd == pytest.approx(math.sqrt(0.02 / 3)) and fh.noise_placements == 1 and fh.dof == 3
+    assert fh.corrected is not None and fh.value - 0.01 <= fh.corrected <= fh.value
+
+
+def test_front_hypervolume_needs_three_degrees_of_freedom_of_noise():
+    # two placements with two runs each: 2 degrees of freedom, too rough a noise to correct by
+    ests = {e.key: e for e in (_est("A", [0.7, 0.8], 10), _est("B", [0.5, 0.7], 5))}
+    fh = front_hypervolume(ests, ["maximize", "minimize"], [0.0, 20.0], ["accuracy", "macs"])
+    assert fh.corrected is None and fh.dof == 2 and fh.noise_placements == 2
+    assert fh.noise_sd == pytest.approx(math.sqrt((0.005 + 0.02) / 2))
+
+
+def test_front_hypervolume_reads_accuracy_where_it_is_and_any_number_of_costs():
+    # the same study with accuracy second and a third objective equal for every placement: the
+    # hypervolume (and its correction, the same redraws) is the 2-objective one x that side
+    def est3(e: Estimate) -> Estimate:
+        return Estimate(e.key, e.key, e.steps, e.mean, e.se, e.accuracies, e.trials, [e.values[1], e.mean, 2.0], {})
+
+    two = {
+        e.key: e
+        for e in (
+            _est("A", [0.7, 0.8, 0.75], 10),
+            _est("B", [0.5, 0.7], 5),
+            _est("C", [0.72, 0.74], 6),
+            _est("D", [0.3], 1),
+        )
+    }
+    three = {k: est3(e) for k, e in two.items()}
+    fh2 = front_hypervolume(two, ["maximize", "minimize"], [0.0, 20.0], ["accuracy", "macs"])
+    fh3 = front_hypervolume(
+        three, ["minimize", "maximize", "minimize"], [20.0, 0.0, 5.0], ["macs", "accuracy", "params"]
+    )
+    assert fh2.corrected is not None and fh2.dof == 4
+    assert fh3.value == pytest.approx(fh2.value * 3.0) and fh3.corrected == pytest.approx(fh2.corrected * 3.0)
+    assert fh2.corrected < fh2.value  # A, B and C overlap within their noise: a real selection
+
+
+def test_front_hypervolume_corrects_the_expected_maximum_of_two_equal_placements():
+    # two placements of equal cost and equal mean accuracy mu: the hypervolume is
+    # (max of their means) x the cost width, and for two independent normal means with standard
+    # error s, E[max] = mu + s / sqrt(pi). Fifty runs each pin the noise (98 degrees of freedom).
+    # A cheaper placement C far below them adds its own (linear, unbiased) area, and a far
+    # dominated, dearer one D adds nothing.
+    runs = [0.6 + (0.05 if i % 2 else -0.05) for i in range(50)]
+    ests = {k: _est(k, runs, 1.0) for k in ("A", "B")}
+    ests["C"] = _est("C", [a - 0.5 for a in runs], 0.5)
+    ests["D"] = _est("D", [0.05], 2.0)
+    fh = front_hypervolume(ests, ["maximize", "minimize"], [0.0, 3.0], ["accuracy", "macs"], draws=4000)
+    s = statistics.stdev(runs) / math.sqrt(50)
+    assert fh.value == pytest.approx(0.1 * 2.5 + 0.5 * 2.0)
+    assert fh.bias == pytest.approx(2.0 * s / math.sqrt(math.pi), rel=0.08)
+    assert fh.corrected == pytest.approx(fh.value - 2.0 * s / math.sqrt(math.pi), abs=2.0 * s * 0.08)
+    # deterministic for a seed
+    again = front_hypervolume(ests, ["maximize", "minimize"], [0.0, 3.0], ["accuracy", "macs"], draws=4000)
+    assert again == fh
 
 
 def test_old_trials_read_as_their_proxy_budget():
@@ -405,6 +483,15 @@ def test_promote_command_re_evaluates_the_front(replay, tmp_path):
     SearchDriver(load_study_config(path), storage=url, executor="inline").run()
     before = pareto_rows(_study(url))
     assert before and all(r["runs"] == 1 and r["steps"] == 6 for r in before)
+    # one run a placement: the claim stands uncorrected, and `status` says why
+    assert study_status(_study(url))["front_hypervolume"]["corrected"] is None
+    status = subprocess.run(
+        [sys.executable, "-m", "placement_search", "status", "--storage", url, "--study", "small"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert status.returncode == 0 and "not corrected for the front's luck: no placement has two runs" in status.stdout
     cmd = [sys.executable, "-m", "placement_search", "promote", "--storage", url, "--study", "small"]
     out = subprocess.run(
         [*cmd, "--top", "3", "--seeds", "2", "--steps", "12", "--ray-address", "local"],
@@ -424,6 +511,19 @@ def test_promote_command_re_evaluates_the_front(replay, tmp_path):
         assert r["accuracy"] == pytest.approx(ref_acc(r["placement"]) + statistics.fmean(accs))
     assert "± " in out.stdout and "runs" in out.stdout
     assert "reliability: one run's accuracy varies by" in out.stdout
+    # the front's hypervolume: by the means (a staircase worked here), and corrected, now that
+    # two runs a placement at the top measure the seed noise there
+    claim = study_status(st)["front_hypervolume"]
+    ceiling = 1.1 * max(trial_attrs(t)["macs"] for t in st.trials if t.values)
+    area, best = 0.0, 0.0
+    for r in sorted(rows, key=lambda r: r["macs"]):  # cheapest first: each adds its accuracy gain
+        area += (r["accuracy"] - best) * (ceiling - r["macs"])
+        best = max(best, r["accuracy"])
+    assert claim["hypervolume"] == pytest.approx(area / ceiling)
+    assert claim["steps"] == 12 and claim["noise_placements"] >= 3
+    assert claim["corrected"] is not None and claim["corrected"] <= claim["hypervolume"]
+    assert f"front hypervolume: {claim['hypervolume']:.4f}" in out.stdout
+    assert f"{claim['corrected']:.4f} corrected for the luck" in out.stdout
     assert st.user_attrs["target_trials"] == 12  # the search's own budget, not promote's
     # asking again queues nothing new
     again = subprocess.run(

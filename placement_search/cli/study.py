@@ -86,7 +86,16 @@ SEED_TAU_NOTE = "three trainer seeds of an 80-step proxy rank 243 placements wit
 
 def reliability(study: Any, rows: list[dict[str, Any]], base: str) -> str:
     """How far to trust the front: the seed noise the study measured, or a pointer to
-    ``promote`` where each placement ran once."""
+    ``promote`` where each placement ran once; then the front's hypervolume, as claimed and
+    corrected for its luck."""
+    from ..study.storage import claim_line, front_claim
+
+    text = _noise_note(study, rows, base)
+    claim = claim_line(front_claim(study))
+    return text + ("\n" + claim if claim else "")
+
+
+def _noise_note(study: Any, rows: list[dict[str, Any]], base: str) -> str:
     from ..study.estimates import estimates, pooled_sd
 
     me = self_command()
@@ -173,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..study.storage import load_study, open_storage, study_status
+    from ..study.storage import claim_line, load_study, open_storage, study_status
 
     study = load_study(open_storage(args.storage, create=False), args.study)
     st = study_status(study)
@@ -191,6 +200,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("by status: " + (", ".join(f"{k} {v}" for k, v in st["by_status"].items()) or "-"))
     best = f"{st['best_accuracy'] * 100:.1f}%" if st["best_accuracy"] is not None else "-"
     print(f"Pareto front: {st['pareto_size']} placements, best accuracy {best}")
+    if claim := claim_line(st.get("front_hypervolume")):
+        print(claim)
     d = st["driver"]
     if d["state"] == "alive":
         print(f"driver: running (process {d['pid']} on {d['host']}, last heartbeat {d['heartbeat_age_s']:.0f} s ago)")

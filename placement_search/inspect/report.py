@@ -16,7 +16,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import UserError
-from ..study.storage import pareto_rows, study_status
+from ..study.storage import claim_line, pareto_rows, study_status
 from . import figures as F
 
 __all__ = ["render_report", "report_data", "study_space", "write_report"]
@@ -111,6 +111,11 @@ def render_report(data: dict[str, Any]) -> str:
             + (
                 f", from those evaluated at the top budget ({data['pareto']['top_steps']} steps)"
                 if data["pareto"].get("top_steps")
+                else ""
+            )
+            + (
+                f". {c[0].upper()}{c[1:]} (the hypervolume history figure is of single runs, at every budget)"
+                if (c := claim_line(st.get("front_hypervolume")))
                 else ""
             )
             + ". A placement trained several times (trainer seeds, budgets) shows the mean of its runs at the "

@@ -21,11 +21,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..pareto import front
+from ..pareto import front, hypervolume
 from ..placement import placement_key
 from .records import run_fields, trial_attrs, trial_status
 
-__all__ = ["Estimate", "estimates", "front_estimates", "pooled_sd", "top_steps"]
+__all__ = [
+    "Estimate",
+    "FrontHypervolume",
+    "estimates",
+    "front_estimates",
+    "front_hypervolume",
+    "pooled_sd",
+    "reference_box",
+    "top_steps",
+]
 
 
 @dataclass
@@ -140,3 +149,118 @@ def pooled_sd(ests: Mapping[str, Estimate]) -> tuple[float, int] | None:
     dof = sum(e.n - 1 for e in many)
     ss = sum(statistics.variance(e.accuracies) * (e.n - 1) for e in many)
     return math.sqrt(ss / dof), len(many)
+
+
+#: the fewest degrees of freedom of the measured seed noise the correction accepts: below three
+#: the noise's posterior has no finite variance, and the correction would be as noisy as the claim
+MIN_DOF = 3
+
+
+@dataclass(frozen=True)
+class FrontHypervolume:
+    """The hypervolume of the front users see, as the study's means give it and corrected for the
+    luck of a front picked on noisy means."""
+
+    #: hypervolume of the placements at the top budget under their mean accuracies
+    value: float
+    #: ``value`` less its bootstrap estimate of bias (None: the seed noise at the top budget is
+    #: measured on fewer than :data:`MIN_DOF` degrees of freedom, or not at all)
+    corrected: float | None
+    #: the seed noise measured at the top budget: the pooled standard deviation of one run, over
+    #: how many placements with several runs, with how many degrees of freedom
+    noise_sd: float | None
+    noise_placements: int
+    dof: int
+    #: the top budget (steps)
+    steps: int | None
+    draws: int
+
+    @property
+    def bias(self) -> float | None:
+        return None if self.corrected is None else self.value - self.corrected
+
+
+def reference_box(ests: Mapping[str, Estimate], directions: Sequence[str]) -> list[float]:
+    """The reference point the dashboard's hypervolume history uses: accuracy (every maximised
+    objective) 0, each minimised cost 1.1 x its largest value over the study's placements."""
+    ref = []
+    for i, d in enumerate(directions):
+        if d == "maximize":
+            ref.append(0.0)
+        else:
+            ref.append(1.1 * max((e.values[i] for e in ests.values()), default=1.0) or 1.0)
+    return ref
+
+
+def front_hypervolume(
+    ests: Mapping[str, Estimate],
+    directions: Sequence[str],
+    reference: Sequence[float],
+    metric_names: Sequence[str] | None = None,
+    *,
+    draws: int = 400,
+    seed: int = 0,
+) -> FrontHypervolume:
+    """The hypervolume (bounded by ``reference``, in objective units) of the placements at the
+    study's top budget under their mean accuracies, and that value corrected for selection.
+
+    A front is picked on noisy means, and the hypervolume is a convex, maximum-like function of
+    them: placements whose runs came out lucky are on it and push it up more than unlucky ones
+    pull it down, so its expected value over trainer seeds is above the hypervolume of the true
+    accuracies (Jensen). The correction is the parametric bootstrap's estimate of that bias
+    (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 10): redraw every
+    top-budget mean from a normal with its standard error (the seed noise the study measured
+    there, pooled over its placements with several runs, over the square root of the
+    placement's runs), take the hypervolume of each redraw, and subtract the redraws' mean
+    excess over ``value`` (never less than 0: the excess is not negative in expectation). The
+    seed noise is itself measured on few runs, so each redraw first draws its own from the
+    noise's posterior (sd^2 x dof / chi2(dof), under the usual flat prior on log sd): a rough
+    noise estimate widens the correction; below :data:`MIN_DOF` degrees of freedom there is no
+    correction. On the ground-truth table this brings a promoted study's claim from about +0.03
+    of the reference hypervolume above the truth to within about 0.01 of it, and within 0.02 of
+    runs the study never drew (docs/ground_truth.md, "Noise-aware search"). Only the accuracy is
+    redrawn: costs are exact (MACs, params) or measured once (latency). Deterministic for a
+    given ``seed``. Placements that no redraw can bring onto the front are left out of the
+    redraws (a speed-up, exact but for six-sigma noise)."""
+    import numpy as np
+
+    names = list(metric_names or [])
+    acc_i = names.index("accuracy") if "accuracy" in names else 0
+    top = top_steps(ests)
+    pool = [e for e in ests.values() if e.steps == top]
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    ref = signs * np.asarray(reference, dtype=float)
+    points = np.array([e.values for e in pool], dtype=float).reshape(len(pool), len(directions)) * signs
+    value = hypervolume(points.tolist(), ref.tolist())
+    noise = pooled_sd({e.key: e for e in pool})
+    if noise is None:
+        return FrontHypervolume(value, None, None, 0, 0, top, 0)
+    sd, k = noise
+    dof = sum(e.n - 1 for e in pool if e.n > 1)
+    if dof < MIN_DOF:
+        return FrontHypervolume(value, None, sd, k, dof, top, 0)
+    rng = np.random.default_rng(seed)
+    # the seed noise of each redraw, from its posterior given dof degrees of freedom
+    noise_draws = sd * np.sqrt(dof / rng.chisquare(dof, size=draws))
+    scale = np.array([1.0 / math.sqrt(e.n) for e in pool])
+    # leave out a placement that another beats by six redrawn standard errors on both sides,
+    # costing no more: no redraw brings it onto the front
+    band = 6.0 * float(noise_draws.max()) * scale
+    acc = signs[acc_i] * points[:, acc_i]  # accuracies, larger better
+    costs = np.delete(points, acc_i, axis=1)
+    keep = np.ones(len(pool), dtype=bool)
+    low, high = acc - band, acc + band
+    for i in range(len(pool)):
+        cheaper = np.all(costs <= costs[i], axis=1)
+        keep[i] = not np.any(cheaper & (low > high[i]))
+    # each placement's standard normals in a block of its own: leaving one out does not change
+    # the others' draws
+    z = rng.standard_normal((len(pool), draws))[keep].T
+    pts, acc, scale = points[keep], acc[keep], scale[keep]
+    redrawn = np.empty(draws)
+    for d in range(draws):
+        p = pts.copy()
+        p[:, acc_i] = signs[acc_i] * (acc + noise_draws[d] * scale * z[d])
+        redrawn[d] = hypervolume(p.tolist(), ref.tolist())
+    bias = max(0.0, float(redrawn.mean()) - value)
+    return FrontHypervolume(value, value - bias, sd, k, dof, top, draws)

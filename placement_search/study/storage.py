@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
 import sys
 import warnings
@@ -200,6 +201,65 @@ def _iso(d: _dt.datetime | None) -> str | None:
     return d.isoformat(timespec="seconds") if d else None
 
 
+def front_claim(study: Any, trials: Sequence[Any] | None = None) -> dict[str, Any] | None:
+    """The hypervolume of the front users see, as a fraction of the reference box the dashboard's
+    hypervolume history uses (accuracy 0 to 1, each cost 0 to 1.1 x its largest), by the
+    placements' mean accuracies and corrected for the luck of a front picked on noisy means (see
+    :func:`.estimates.front_hypervolume`; ``corrected`` is None where no placement has two runs at
+    the top budget). None: no completed feasible trial."""
+    from .estimates import estimates, front_hypervolume, reference_box
+
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    ests = estimates(trials, study.metric_names)
+    if not ests:
+        return None
+    directions = [d.name.lower() for d in study.directions]
+    ref = reference_box(ests, directions)
+    box = math.prod(r if d == "minimize" else 1.0 for r, d in zip(ref, directions))
+    # exact hypervolumes in three or more objectives cost more: fewer redraws there
+    fh = front_hypervolume(ests, directions, ref, study.metric_names, draws=400 if len(directions) <= 2 else 100)
+    names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
+    return {
+        "hypervolume": fh.value / box,
+        "corrected": None if fh.corrected is None else fh.corrected / box,
+        "noise_sd": fh.noise_sd,
+        "noise_placements": fh.noise_placements,
+        "dof": fh.dof,
+        "steps": fh.steps,
+        "draws": fh.draws,
+        "reference": dict(zip(names, ref)),
+    }
+
+
+def claim_line(claim: dict[str, Any] | None) -> str | None:
+    """The front's hypervolume as the study claims it, and corrected for the front's luck."""
+    from .estimates import MIN_DOF
+
+    if claim is None:
+        return None
+    at = f" at {claim['steps']} steps" if claim.get("steps") else ""
+    text = (
+        f"front hypervolume: {claim['hypervolume']:.4f} of the reference box (accuracy 0-1 x up to 1.1 x the "
+        "study's largest cost) by the means"
+    )
+    k = claim.get("noise_placements") or 0
+    over = f"over {k} placement{'s' if k != 1 else ''}"
+    if claim.get("corrected") is None:
+        if claim.get("noise_sd") is None:
+            why = f"no placement has two runs{at}, so the seed noise there is unmeasured"
+        else:
+            why = (
+                f"the seed noise{at} is measured on {claim['dof']} degree(s) of freedom ({over}), and the correction "
+                f"needs {MIN_DOF}"
+            )
+        return text + f"; not corrected for the front's luck: {why} (promote --seeds 2 or more on the front adds them)"
+    return (
+        text + f"; {claim['corrected']:.4f} corrected for the luck of a front picked on noisy means (a bootstrap over "
+        f"the seed noise measured{at}: {claim['noise_sd'] * 100:.1f} points, {over}, {claim['dof']} degrees of "
+        "freedom; the corrected value is this front's honest figure)"
+    )
+
+
 def study_status(study: Any) -> dict[str, Any]:
     """Counts by outcome, Pareto size, best accuracy, times."""
     trials = study.get_trials(deepcopy=False)
@@ -249,6 +309,7 @@ def study_status(study: Any) -> dict[str, Any]:
         "by_status": dict(sorted(counts.items())),
         "pareto_size": len(best),
         "best_accuracy": max((r["accuracy"] for r in best), default=None),
+        "front_hypervolume": front_claim(study, trials),
         "first_start": _iso(min(starts, default=None)),
         "last_update": _iso(max(ends + starts, default=None)),
     }
