@@ -110,7 +110,7 @@ def _noise_note(study: Any, rows: list[dict[str, Any]], base: str) -> str:
         once = [r for r in rows if r.get("runs", 1) == 1]
         if once:
             # a front picked on single runs is a front of lucky runs: on the ground-truth table such
-            # claims came out about 0.04 of the hypervolume too high (docs/ground_truth.md)
+            # claims came out about 0.05 of the hypervolume too high (docs/ground_truth.md)
             text += (
                 f". {len(once)} of the front's {len(rows)} placements ran once at their budget: single runs, "
                 f"likely optimistic for a front picked on them; add seeds with: {me} promote {base} "
