@@ -2,7 +2,7 @@
 
 Reads ``benchmarks/tables/tiny_sub243.csv`` (``placement-search table build studies/table_tiny.toml``;
 every placement of the tiny space with op kinds 2d/3d/sep, 3 trainer seeds at the proxy budget of
-the quickstart, 1 or 2 seeds at a reference budget of 5x the steps) and prints, over the placements
+the quickstart, 1 to 3 seeds at a reference budget of 5x the steps) and prints, over the placements
 that hold every run at both budgets (the reference is the mean of its complete seeds, those every
 placement holds; a seed still being built enters (e) only):
 
@@ -15,7 +15,7 @@ placement holds; a seed still being built enters (e) only):
     held-out sets, each with its seeds), and the reference run read at its own intermediate evaluations
     (steps 100, 200, 300: 1 seed, so its tau against the reference at 400 is optimistic: the
     same run); cost = the mean measured wall time of a proxy run x k x (step / steps);
-(e) the reference against itself, where placements hold two reference seeds: their tau and
+(e) the reference against itself, where placements hold two or more reference seeds: their tau and
     r = sin(pi tau / 2) (one reference run's reliability as a ranking, on normal scores), the tau an exact ranking could reach against the
     mean of m reference seeds (Spearman-Brown for the mean, Greiner's tau = 2/pi arcsin rho), and
     the taus of (c) corrected for the reference's noise (Spearman's correction for attenuation):
@@ -223,7 +223,7 @@ def _reference_noise(
         return None
     n, tau_rr, r = agree
     lo, hi = (math.tanh(math.atanh(max(min(r, 0.999), -0.999)) + z / math.sqrt(max(n - 3, 1))) for z in (-1.96, 1.96))
-    print(f"(e) the reference against itself, on the {n} placements that hold two reference seeds")
+    print(f"(e) the reference against itself, on the {n} placements that hold two or more reference seeds")
     print(
         f"    reference seed vs reference seed: tau {tau_rr:+.3f}, so r = sin(pi tau / 2) = {r:.2f} (about "
         f"{lo:.2f}-{hi:.2f} at 95%): one reference run's reliability as a ranking"

@@ -657,9 +657,13 @@ def main() -> None:
     if every_run:
         print(
             f"*: the settings {', '.join(sorted(every_run))} take as many runs of a placement at their top budget as "
-            "the table holds of every placement there: every replay reads the same numbers (for the placements a "
-            "seed still being built does not hold), so their spread leaves out trainer luck and a share reached is "
-            "one draw of it, not counted"
+            "the table holds of every placement there: every replay reads the same numbers"
+            + (
+                " (for the placements a seed still being built does not hold)"
+                if any(set(table.seeds(b)) != set(table.complete_seeds(b)) for b in table.budgets)
+                else ""
+            )
+            + ", so their spread leaves out trainer luck and a share reached is one draw of it, not counted"
         )
     if claims:  # the second goal: a promoted study's claim within 0.02 of the truth
         parts = []

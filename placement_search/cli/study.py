@@ -91,7 +91,7 @@ def reliability(study: Any, rows: list[dict[str, Any]], base: str) -> str:
     from ..study.storage import claim_line, front_claim
 
     text = _noise_note(study, rows, base)
-    claim = claim_line(front_claim(study))
+    claim = claim_line(front_claim(study), f"{self_command()} promote {base} --top {max(3, len(rows))} --seeds 2")
     return text + ("\n" + claim if claim else "")
 
 
@@ -104,7 +104,7 @@ def _noise_note(study: Any, rows: list[dict[str, Any]], base: str) -> str:
         sd, k = noise
         text = (
             f"reliability: one run's accuracy varies by {sd * 100:.1f} points (pooled standard deviation over {k} "
-            "placements with several runs); front placements closer than about twice their standard errors are "
+            "placements with several runs at their highest budget); front placements closer than about twice their standard errors are "
             "not told apart"
         )
         once = [r for r in rows if r.get("runs", 1) == 1]

@@ -216,9 +216,13 @@ def front_hypervolume(
     seed noise is itself measured on few runs, so each redraw first draws its own from the
     noise's posterior (sd^2 x dof / chi2(dof), under the usual flat prior on log sd): a rough
     noise estimate widens the correction; below :data:`MIN_DOF` degrees of freedom there is no
-    correction. On the ground-truth table this brings a promoted study's claim from about +0.03
-    of the reference hypervolume above the truth to within about 0.01 of it, and within 0.02 of
-    runs the study never drew (docs/ground_truth.md, "Noise-aware search"). Only the accuracy is
+    correction. On the ground-truth table, for a promoted study with two seeds at the top, this
+    brings the claim from about +0.02 of the reference hypervolume above the truth and +0.03
+    above runs the study never drew to within about 0.01 and 0.02 of them (docs/ground_truth.md,
+    "Noise-aware search"). There every placement's runs had seeds of their own; in a real study
+    the placements share their trainer seeds, and a seed's offset common to every placement
+    counts in the measured noise but not in the front's luck, so the correction is likely
+    larger than needed there (not measured). Only the accuracy is
     redrawn: costs are exact (MACs, params) or measured once (latency). Deterministic for a
     given ``seed``. Placements that no redraw can bring onto the front are left out of the
     redraws (a speed-up, exact but for six-sigma noise)."""

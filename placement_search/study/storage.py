@@ -231,32 +231,35 @@ def front_claim(study: Any, trials: Sequence[Any] | None = None) -> dict[str, An
     }
 
 
-def claim_line(claim: dict[str, Any] | None) -> str | None:
-    """The front's hypervolume as the study claims it, and corrected for the front's luck."""
+def claim_line(claim: dict[str, Any] | None, promote: str | None = None) -> str | None:
+    """The front's hypervolume as the study claims it, and corrected for the front's luck;
+    ``promote``: the command that adds seeds to the front (named where it is not corrected)."""
     from .estimates import MIN_DOF
 
     if claim is None:
         return None
-    at = f" at {claim['steps']} steps" if claim.get("steps") else ""
+    at = f" at {claim['steps']} steps" if claim.get("steps") else " at the top budget"
     text = (
-        f"front hypervolume: {claim['hypervolume']:.4f} of the reference box (accuracy 0-1 x up to 1.1 x the "
-        "study's largest cost) by the means"
+        f"front hypervolume: {claim['hypervolume']:.4f} of the reference box (accuracy 0 to 1 by each cost 0 to 1.1 "
+        "times the study's largest) under the placements' mean accuracies"
     )
     k = claim.get("noise_placements") or 0
     over = f"over {k} placement{'s' if k != 1 else ''}"
     if claim.get("corrected") is None:
         if claim.get("noise_sd") is None:
-            why = f"no placement has two runs{at}, so the seed noise there is unmeasured"
+            why = f"no placement has two runs{at}, so the seed noise{at} is unmeasured"
         else:
+            dof = claim["dof"]
             why = (
-                f"the seed noise{at} is measured on {claim['dof']} degree(s) of freedom ({over}), and the correction "
-                f"needs {MIN_DOF}"
+                f"the seed noise{at} is measured on {dof} degree{'s' if dof != 1 else ''} of freedom ({over}), and the "
+                f"correction needs {MIN_DOF}"
             )
-        return text + f"; not corrected for the front's luck: {why} (promote --seeds 2 or more on the front adds them)"
+        how = f"; add seeds to the front with: {promote}" if promote else "; promote --seeds 2 on the front adds runs"
+        return text + f"; not corrected for the front's luck: {why}{how}"
     return (
         text + f"; {claim['corrected']:.4f} corrected for the luck of a front picked on noisy means (a bootstrap over "
         f"the seed noise measured{at}: {claim['noise_sd'] * 100:.1f} points, {over}, {claim['dof']} degrees of "
-        "freedom; the corrected value is this front's honest figure)"
+        "freedom): an estimate with less selection bias"
     )
 
 
