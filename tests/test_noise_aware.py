@@ -22,7 +22,14 @@ from placement_search.errors import UserError
 from placement_search.space import load_space
 from placement_search.study import SearchDriver, load_study_config
 from placement_search.study.config import Fidelity, stored_study_config
-from placement_search.study.estimates import Estimate, estimates, front_estimates, front_hypervolume, pooled_sd
+from placement_search.study.estimates import (
+    Estimate,
+    estimates,
+    front_estimates,
+    front_hypervolume,
+    pooled_sd,
+    shared_seed_noise,
+)
 from placement_search.study.ladder import Ladder, Run
 from placement_search.study.records import run_fields, trial_attrs, write_started
 from placement_search.study.storage import open_storage, pareto_rows, study_status
@@ -275,6 +282,29 @@ def test_front_hypervolume_corrects_the_expected_maximum_of_two_equal_placements
     assert again == fh
 
 
+def test_front_noise_leaves_out_seed_offsets_common_to_every_placement():
+    # four placements, each run with seeds 0 and 1; seed 1 lifts every placement by 0.2
+    accs = {"A": (0.50, 0.71), "B": (0.60, 0.79), "C": (0.55, 0.76), "D": (0.40, 0.60)}
+    pool = []
+    for i, (k, (a0, a1)) in enumerate(accs.items()):
+        e = _est(k, [a0, a1], 1.0 + i)
+        e.seeds = [0, 1]
+        pool.append(e)
+    # balanced two-seed design: the residual variance is the variance of the paired differences / 2
+    diffs = [a1 - a0 for a0, a1 in accs.values()]
+    sd, dof, k = shared_seed_noise(pool)
+    assert sd == pytest.approx(math.sqrt(statistics.variance(diffs) / 2)) and dof == 3 and k == 4
+    pooled = pooled_sd({e.key: e for e in pool})
+    assert pooled is not None and pooled[0] > 10 * sd  # the 0.2 offset dominates the plain pooled noise
+    fh = front_hypervolume({e.key: e for e in pool}, ["maximize", "minimize"], [0.0, 6.0], ["accuracy", "macs"])
+    assert fh.shared_seeds and fh.noise_sd == pytest.approx(sd) and fh.dof == 3
+    # seeds drawn apart (as the table's replays do): the plain pooled noise
+    pool[0].seeds = [1, 2]
+    assert shared_seed_noise(pool) is None
+    fh = front_hypervolume({e.key: e for e in pool}, ["maximize", "minimize"], [0.0, 6.0], ["accuracy", "macs"])
+    assert not fh.shared_seeds and fh.noise_sd == pytest.approx(pooled[0]) and fh.dof == 4
+
+
 def test_old_trials_read_as_their_proxy_budget():
     assert run_fields({"proxy_budget": {"steps": 80, "seed": 3}}) == (80, 3, "sampled")
     assert run_fields({"budget_steps": 400, "trainer_seed": 1, "run_kind": "promotion"}) == (400, 1, "promotion")
@@ -520,10 +550,20 @@ def test_promote_command_re_evaluates_the_front(replay, tmp_path):
         area += (r["accuracy"] - best) * (ceiling - r["macs"])
         best = max(best, r["accuracy"])
     assert claim["hypervolume"] == pytest.approx(area / ceiling)
-    assert claim["steps"] == 12 and claim["noise_placements"] >= 3
-    assert claim["corrected"] is not None and claim["corrected"] <= claim["hypervolume"]
+    assert claim["steps"] == 12
+    # which table seeds answered the three placements' two runs at 12 steps
+    drawn = {frozenset(trial_attrs(t)["table_seed"] for t in st.trials if t.number in r["trials"]) for r in rows}
+    if len(drawn) == 1:
+        # the same two seeds for every placement: the table's offsets are common to all, no luck
+        # (residual noise 0), and 3 placements x 2 seeds leave (3 - 1)(2 - 1) = 2 degrees of freedom
+        assert claim["shared_seeds"] and claim["dof"] == 2 and claim["noise_sd"] == pytest.approx(0.0, abs=1e-9)
+        assert claim["corrected"] is None
+        assert "measured on 2 degrees of freedom" in out.stdout and "--top 3 --seeds 2" in out.stdout
+    else:  # seeds apart: the plain pooled noise, 3 degrees of freedom
+        assert not claim["shared_seeds"] and claim["dof"] == 3
+        assert claim["corrected"] is not None and claim["corrected"] <= claim["hypervolume"]
+        assert f"{claim['corrected']:.4f} corrected for the luck" in out.stdout
     assert f"front hypervolume: {claim['hypervolume']:.4f}" in out.stdout
-    assert f"{claim['corrected']:.4f} corrected for the luck" in out.stdout
     assert st.user_attrs["target_trials"] == 12  # the search's own budget, not promote's
     # asking again queues nothing new
     again = subprocess.run(

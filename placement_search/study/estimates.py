@@ -33,6 +33,7 @@ __all__ = [
     "front_hypervolume",
     "pooled_sd",
     "reference_box",
+    "shared_seed_noise",
     "top_steps",
 ]
 
@@ -57,6 +58,9 @@ class Estimate:
     attrs: dict[str, Any]
     #: ok runs at each budget, steps -> count
     runs_by_steps: dict[int, int] = field(default_factory=dict)
+    #: the trainer seed of each run at ``steps`` (a table-evaluated run: the table's seed that
+    #: answered it), in the order of ``accuracies``; None where a run records none
+    seeds: list[int | None] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -81,20 +85,23 @@ def estimates(trials: Sequence[Any], metric_names: Sequence[str] | None) -> dict
 
     names = list(metric_names or [])
     acc_i = names.index("accuracy") if "accuracy" in names else 0
-    groups: dict[str, list[tuple[int, int, float, Any, dict[str, Any]]]] = {}
+    groups: dict[str, list[tuple[int, int, float, Any, dict[str, Any], int | None]]] = {}
     for t in sorted(trials, key=lambda t: t.number):
         if t.state != TrialState.COMPLETE or not t.values or not _feasible(t):
             continue
         ua = trial_attrs(t)
         if trial_status(t, ua) != "ok" or ua.get("placement") is None:
             continue
-        steps, _, _ = run_fields(ua)
+        steps, seed, _ = run_fields(ua)
+        seed = ua.get("table_seed", seed)  # the seed whose run answered (table evaluator)
         key = placement_key(ua["placement"])
-        groups.setdefault(key, []).append((t.number, steps or 0, float(t.values[acc_i]), t, ua))
+        groups.setdefault(key, []).append(
+            (t.number, steps or 0, float(t.values[acc_i]), t, ua, None if seed is None else int(seed))
+        )
     out: dict[str, Estimate] = {}
     for key, runs in groups.items():
         by_steps: dict[int, int] = {}
-        for _, s, _, _, _ in runs:
+        for _, s, _, _, _, _ in runs:
             by_steps[s] = by_steps.get(s, 0) + 1
         top = max(by_steps)
         at_top = [r for r in runs if r[1] == top]
@@ -115,6 +122,7 @@ def estimates(trials: Sequence[Any], metric_names: Sequence[str] | None) -> dict
             values=values,
             attrs=first[4],
             runs_by_steps=dict(sorted(by_steps.items())),
+            seeds=[r[5] for r in at_top],
         )
     return out
 
@@ -151,6 +159,39 @@ def pooled_sd(ests: Mapping[str, Estimate]) -> tuple[float, int] | None:
     return math.sqrt(ss / dof), len(many)
 
 
+def shared_seed_noise(pool: Sequence[Estimate]) -> tuple[float, int, int] | None:
+    """The seed noise that tells placements apart when every placement with several runs ran
+    with the same trainer seeds (as a study's repeats and promotions do: a placement's k-th seed
+    is the same for every placement): the residual standard deviation of the two-way additive
+    model accuracy = placement + seed, its degrees of freedom ((P - 1)(S - 1)) and P. A seed's
+    offset common to every placement moves the whole front, not one placement against another,
+    so it is no part of a front's luck. None when the runs do not share one set of seeds (the
+    ground-truth table's replays draw each placement's seeds apart) or no placement has two."""
+    many = [e for e in pool if e.n > 1]
+    if not many:
+        return None
+    first = many[0].seeds
+    if None in first or len(set(first)) != len(first):
+        return None
+    order = sorted(first)  # type: ignore[type-var]
+    if any(sorted(e.seeds) != order or len(set(e.seeds)) != e.n for e in many):  # type: ignore[type-var]
+        return None
+    rows = []
+    for e in many:
+        by_seed = dict(zip(e.seeds, e.accuracies))
+        rows.append([by_seed[sd] for sd in order])
+    a = [[float(v) for v in r] for r in rows]
+    p_, s_ = len(a), len(order)
+    dof = (p_ - 1) * (s_ - 1)
+    if dof < 1:
+        return None
+    row = [statistics.fmean(r) for r in a]
+    col = [statistics.fmean(a[i][j] for i in range(p_)) for j in range(s_)]
+    grand = statistics.fmean(row)
+    ss = sum((a[i][j] - row[i] - col[j] + grand) ** 2 for i in range(p_) for j in range(s_))
+    return math.sqrt(ss / dof), dof, p_
+
+
 #: the fewest degrees of freedom of the measured seed noise the correction accepts: below three
 #: the noise's posterior has no finite variance, and the correction would be as noisy as the claim
 MIN_DOF = 3
@@ -174,6 +215,9 @@ class FrontHypervolume:
     #: the top budget (steps)
     steps: int | None
     draws: int
+    #: the placements shared their trainer seeds, and the noise is the residual of the two-way
+    #: model placement + seed (:func:`shared_seed_noise`), not the plain pooled one
+    shared_seeds: bool = False
 
     @property
     def bias(self) -> float | None:
@@ -216,13 +260,14 @@ def front_hypervolume(
     seed noise is itself measured on few runs, so each redraw first draws its own from the
     noise's posterior (sd^2 x dof / chi2(dof), under the usual flat prior on log sd): a rough
     noise estimate widens the correction; below :data:`MIN_DOF` degrees of freedom there is no
-    correction. On the ground-truth table, for a promoted study with two seeds at the top, this
+    correction. Where the placements share their trainer seeds (a study's repeats and
+    promotions give every placement the same ones), the noise is the residual of the two-way
+    model placement + seed (:func:`shared_seed_noise`): a seed's offset common to every
+    placement moves the whole front and is no part of its luck. On the ground-truth table, for a promoted study with two seeds at the top, this
     brings the claim from about +0.02 of the reference hypervolume above the truth and +0.03
     above runs the study never drew to within about 0.01 and 0.02 of them (docs/ground_truth.md,
-    "Noise-aware search"). There every placement's runs had seeds of their own; in a real study
-    the placements share their trainer seeds, and a seed's offset common to every placement
-    counts in the measured noise but not in the front's luck, so the correction is likely
-    larger than needed there (not measured). Only the accuracy is
+    "Noise-aware search"); those replays draw each placement's table seeds apart, so they
+    measure the pooled-noise path only. Only the accuracy is
     redrawn: costs are exact (MACs, params) or measured once (latency). Deterministic for a
     given ``seed``. Placements that no redraw can bring onto the front are left out of the
     redraws (a speed-up, exact but for six-sigma noise)."""
@@ -241,8 +286,11 @@ def front_hypervolume(
         return FrontHypervolume(value, None, None, 0, 0, top, 0)
     sd, k = noise
     dof = sum(e.n - 1 for e in pool if e.n > 1)
+    shared = shared_seed_noise(pool)
+    if shared is not None:  # the placements share their seeds: their common offsets are no luck
+        sd, dof, k = shared
     if dof < MIN_DOF:
-        return FrontHypervolume(value, None, sd, k, dof, top, 0)
+        return FrontHypervolume(value, None, sd, k, dof, top, 0, shared is not None)
     rng = np.random.default_rng(seed)
     # the seed noise of each redraw, from its posterior given dof degrees of freedom
     noise_draws = sd * np.sqrt(dof / rng.chisquare(dof, size=draws))
@@ -267,4 +315,4 @@ def front_hypervolume(
         p[:, acc_i] = signs[acc_i] * (acc + noise_draws[d] * scale * z[d])
         redrawn[d] = hypervolume(p.tolist(), ref.tolist())
     bias = max(0.0, float(redrawn.mean()) - value)
-    return FrontHypervolume(value, value - bias, sd, k, dof, top, draws)
+    return FrontHypervolume(value, value - bias, sd, k, dof, top, draws, shared is not None)

@@ -225,6 +225,7 @@ def front_claim(study: Any, trials: Sequence[Any] | None = None) -> dict[str, An
         "noise_sd": fh.noise_sd,
         "noise_placements": fh.noise_placements,
         "dof": fh.dof,
+        "shared_seeds": fh.shared_seeds,
         "steps": fh.steps,
         "draws": fh.draws,
         "reference": dict(zip(names, ref)),
@@ -259,7 +260,13 @@ def claim_line(claim: dict[str, Any] | None, promote: str | None = None) -> str 
     return (
         text + f"; {claim['corrected']:.4f} corrected for the luck of a front picked on noisy means (a bootstrap over "
         f"the seed noise measured{at}: {claim['noise_sd'] * 100:.1f} points, {over}, {claim['dof']} degrees of "
-        "freedom): an estimate with less selection bias"
+        "freedom"
+        + (
+            "; the placements share their trainer seeds, so offsets common to all are left out"
+            if claim.get("shared_seeds")
+            else ""
+        )
+        + "): an estimate with less selection bias"
     )
 
 
