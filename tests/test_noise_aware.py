@@ -86,6 +86,13 @@ def replay(tmp_path):
     return study
 
 
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``placement-search ARGS`` in a subprocess, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "placement_search", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
 def _study(url: str, name: str = "small") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url, create=False))
 
@@ -404,12 +411,7 @@ def test_pareto_says_which_front_placements_ran_once(replay, tmp_path):
     # the same study with every front placement repeated says nothing of single runs
     assert "ran once" not in reliability(st, [r for r in rows if r["runs"] > 1], "--study small")
     # and `pareto` says it under its table
-    out = subprocess.run(
-        [sys.executable, "-m", "placement_search", "pareto", "--storage", url, "--study", "small"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    out = _cli(tmp_path, "pareto", "--storage", url, "--study", "small")
     assert out.returncode == 0 and "1 of the front's 2 placements ran once" in out.stdout
 
 
@@ -515,12 +517,7 @@ def test_promote_command_re_evaluates_the_front(replay, tmp_path):
     assert before and all(r["runs"] == 1 and r["steps"] == 6 for r in before)
     # one run a placement: the claim stands uncorrected, and `status` says why
     assert study_status(_study(url))["front_hypervolume"]["corrected"] is None
-    status = subprocess.run(
-        [sys.executable, "-m", "placement_search", "status", "--storage", url, "--study", "small"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    status = _cli(tmp_path, "status", "--storage", url, "--study", "small")
     assert status.returncode == 0 and "not corrected for the front's luck: no placement has two runs" in status.stdout
     cmd = [sys.executable, "-m", "placement_search", "promote", "--storage", url, "--study", "small"]
     out = subprocess.run(
