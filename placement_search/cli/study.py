@@ -104,8 +104,8 @@ def _noise_note(study: Any, rows: list[dict[str, Any]], base: str) -> str:
         sd, k = noise
         text = (
             f"reliability: one run's accuracy varies by {sd * 100:.1f} points (pooled standard deviation over {k} "
-            "placements with several runs at their highest budget); front placements closer than about twice their standard errors are "
-            "not told apart"
+            "placements with several runs at their highest budget); front placements closer than about twice "
+            "their standard errors are not told apart"
         )
         once = [r for r in rows if r.get("runs", 1) == 1]
         if once:

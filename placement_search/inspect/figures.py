@@ -24,6 +24,7 @@ from typing import Any
 from ..ops import OP_KINDS, op_label
 from ..pareto import dominates, hypervolume
 from ..placement import placement_key
+from ..study.estimates import reference_box
 from ..study.records import trial_attrs
 
 __all__ = [
@@ -114,21 +115,11 @@ def pareto_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, An
     }
 
 
-def _reference(study: Any, done: Sequence[Any]) -> list[float]:
-    ref = []
-    for i, d in enumerate(study.directions):
-        if d.name == "MAXIMIZE":
-            ref.append(0.0)  # accuracy 0 (minimised as -accuracy: reference 0)
-        else:
-            ref.append(1.1 * max((t.values[i] for t in done), default=1.0) or 1.0)
-    return ref
-
-
 def hypervolume_data(study: Any, trials: Sequence[Any] | None = None) -> dict[str, Any]:
     """Hypervolume after each trial (in trial-number order), as a fraction of the reference box."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     done = _complete(trials)
-    ref = _reference(study, done)
+    ref = reference_box([t.values for t in done], [d.name for d in study.directions])
     scale = [r if d.name == "MINIMIZE" else 1.0 for r, d in zip(ref, study.directions)]
     norm_ref = [1.0 if d.name == "MINIMIZE" else 0.0 for d in study.directions]
     history, seen = [], []

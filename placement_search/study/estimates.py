@@ -176,11 +176,7 @@ def shared_seed_noise(pool: Sequence[Estimate]) -> tuple[float, int, int] | None
     order = sorted(first)  # type: ignore[type-var]
     if any(sorted(e.seeds) != order or len(set(e.seeds)) != e.n for e in many):  # type: ignore[type-var]
         return None
-    rows = []
-    for e in many:
-        by_seed = dict(zip(e.seeds, e.accuracies))
-        rows.append([by_seed[sd] for sd in order])
-    a = [[float(v) for v in r] for r in rows]
+    a = [[dict(zip(e.seeds, e.accuracies))[sd] for sd in order] for e in many]
     p_, s_ = len(a), len(order)
     dof = (p_ - 1) * (s_ - 1)
     if dof < 1:
@@ -224,15 +220,16 @@ class FrontHypervolume:
         return None if self.corrected is None else self.value - self.corrected
 
 
-def reference_box(ests: Mapping[str, Estimate], directions: Sequence[str]) -> list[float]:
-    """The reference point the dashboard's hypervolume history uses: accuracy (every maximised
-    objective) 0, each minimised cost 1.1 x its largest value over the study's placements."""
+def reference_box(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[float]:
+    """The reference point of the dashboard's hypervolume history and of the front's claim, over
+    the objective ``values`` of a study's trials or placements: accuracy (every maximised
+    objective) 0, each minimised cost 1.1 x its largest value."""
     ref = []
     for i, d in enumerate(directions):
-        if d == "maximize":
-            ref.append(0.0)
+        if d.lower() == "maximize":
+            ref.append(0.0)  # accuracy 0 (minimised as -accuracy: reference 0)
         else:
-            ref.append(1.1 * max((e.values[i] for e in ests.values()), default=1.0) or 1.0)
+            ref.append(1.1 * max((v[i] for v in values), default=1.0) or 1.0)
     return ref
 
 
@@ -263,14 +260,15 @@ def front_hypervolume(
     correction. Where the placements share their trainer seeds (a study's repeats and
     promotions give every placement the same ones), the noise is the residual of the two-way
     model placement + seed (:func:`shared_seed_noise`): a seed's offset common to every
-    placement moves the whole front and is no part of its luck. On the ground-truth table, for a promoted study with two seeds at the top, this
-    brings the claim from about +0.02 of the reference hypervolume above the truth and +0.03
-    above runs the study never drew to within about 0.01 and 0.02 of them (docs/ground_truth.md,
-    "Noise-aware search"); those replays draw each placement's table seeds apart, so they
-    measure the pooled-noise path only. Only the accuracy is
-    redrawn: costs are exact (MACs, params) or measured once (latency). Deterministic for a
-    given ``seed``. Placements that no redraw can bring onto the front are left out of the
-    redraws (a speed-up, exact but for six-sigma noise)."""
+    placement moves the whole front and is no part of its luck.
+
+    On the ground-truth table, for a promoted study with two seeds at the top, this brings the
+    claim from about +0.02 of the reference hypervolume above the truth and +0.03 above runs the
+    study never drew to within about 0.01 and 0.02 of them (docs/ground_truth.md, "Noise-aware
+    search"); those replays mostly draw each placement's table seeds apart, so they measure the
+    pooled-noise path. Only the accuracy is redrawn: costs are exact (MACs, params) or measured
+    once (latency). Deterministic for a given ``seed``. Placements that no redraw can bring onto
+    the front are left out of the redraws (a speed-up, exact but for six-sigma noise)."""
     import numpy as np
 
     names = list(metric_names or [])

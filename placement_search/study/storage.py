@@ -214,7 +214,7 @@ def front_claim(study: Any, trials: Sequence[Any] | None = None) -> dict[str, An
     if not ests:
         return None
     directions = [d.name.lower() for d in study.directions]
-    ref = reference_box(ests, directions)
+    ref = reference_box([e.values for e in ests.values()], directions)
     box = math.prod(r if d == "minimize" else 1.0 for r, d in zip(ref, directions))
     # exact hypervolumes in three or more objectives cost more: fewer redraws there
     fh = front_hypervolume(ests, directions, ref, study.metric_names, draws=400 if len(directions) <= 2 else 100)
