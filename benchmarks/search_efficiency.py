@@ -26,8 +26,8 @@ sampler and the best of the tool's settings need to reach 0.95 (the mean over se
 
     python benchmarks/search_efficiency.py [--table PATH] [--seeds N] [--samplers tpe,random,...|all]
 
-Under a minute on 2 quiet CPU cores with the defaults (10 sampler seeds of 10 settings, about
-0.9 s a replay: 51 s); ``--samplers all`` replays the other settings too (tpe+rungs/5, costaware
+Under a minute on 2 quiet CPU cores with the defaults (10 sampler seeds of 11 settings, about
+0.6 s a replay, one BLAS thread a worker: 34-36 s); ``--samplers all`` replays the other settings too (tpe+rungs/5, costaware
 alone, costaware+repeats, costaware+rungs, costaware+families, the other candidate settings). Optuna's GP sampler takes
 15 minutes or more a replay here (a GP fit and acquisition search per proposal), so its replays are
 run on request with ``--recompute-gp`` and kept in ``benchmarks/tables/search_efficiency_gp.json``,
@@ -40,6 +40,7 @@ says how many replays it holds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -495,6 +496,22 @@ def _store_gp_cache(table: Path, replays: dict[int, dict[int, tuple[float, float
     tmp.replace(GP_CACHE)
 
 
+@contextlib.contextmanager
+def _one_blas_thread():
+    """The environment of the worker processes started inside: one OpenMP / OpenBLAS thread."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    old = {k: os.environ.get(k) for k in names}
+    os.environ.update(dict.fromkeys(names, "1"))
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _table(path: str):
     if path not in _TABLES:
         _TABLES[path] = read_table(path)
@@ -569,7 +586,11 @@ def main() -> None:
     t0 = time.perf_counter()
     busy = 0.0
     try:
-        with multiprocessing.get_context("spawn").Pool(max(1, args.workers)) as pool:
+        # one BLAS thread a replay: each worker runs one single-threaded study, and numpy's
+        # OpenBLAS threads in every worker otherwise fight over the cores (measured on 2 cores:
+        # 41-66 s for the default run, 34-36 s with one thread; the same numbers either way).
+        # Set before the workers start: a worker's numpy reads it when it is imported.
+        with _one_blas_thread(), multiprocessing.get_context("spawn").Pool(max(1, args.workers)) as pool:
             for sampler, seed, got, elapsed in pool.imap_unordered(replay, jobs):
                 busy += elapsed
                 if sampler == "gp":
