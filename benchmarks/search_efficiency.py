@@ -368,37 +368,80 @@ def _proxy_ceiling(table, places) -> None:
         print(line)
 
 
+def promotion_ceiling(
+    table, places: list[str], ks: tuple[int, ...] = (6, 10, 20), draws: int = 100, seed: int = 0
+) -> dict[int, tuple[float, float, float]]:
+    """What promotion from the proxy can buy at best: an idealised two-stage search that gets
+    every placement's proxy score for free (one run each, its table seed drawn per placement, as
+    the table evaluator draws it), promotes the k best by non-dominated sorting on (proxy
+    score, exact cost) (a layer cut short keeps its cheapest: the cheap end holds most of the
+    hypervolume) to one reference run each (a drawn seed), and reports the front of those runs,
+    judged like a replay's. k -> (mean share over ``draws`` draws of the seeds, its standard
+    deviation, the training work in trials' worth: every placement's proxy run and the k
+    reference runs by their steps)."""
+    import random
+
+    rng = random.Random(seed)
+    cost = {p: float(table.cost(p)[0]) for p in places}
+    pseeds, rseeds = table.complete_seeds("proxy"), table.complete_seeds("reference")
+    ratio = table.runs(places[0], "reference")[0].steps / table.runs(places[0], "proxy")[0].steps
+    out = {}
+    for k in ks:
+        got = []
+        for _ in range(draws):
+            score = {p: table.accuracy(p, "proxy", rng.choice(pseeds)) for p in places}
+            rest, promoted = list(places), []
+            while rest and len(promoted) < k:
+                layer = sorted((rest[i] for i in front([(score[p], cost[p]) for p in rest])), key=cost.get)
+                promoted += layer[: k - len(promoted)]
+                rest = [p for p in rest if p not in layer]
+            ref = {p: table.accuracy(p, "reference", rng.choice(rseeds)) for p in promoted}
+            rep = [promoted[i] for i in front([(ref[p], cost[p]) for p in promoted])]
+            got.append(shares(table, {p: (ref[p], cost[p]) for p in rep}, places)[0])
+        sd = statistics.stdev(got) if len(got) > 1 else 0.0
+        out[k] = (statistics.fmean(got), sd, len(places) + k * ratio)
+    return out
+
+
 def _reference_ceiling(table) -> None:
-    """What the reference's own noise allows: on the placements holding two reference seeds,
-    the front one seed picks judged by the other (each way), beside the proxy's front there.
-    A search judged by one reference seed cannot expect much more than another reference run
-    of every placement gets."""
+    """What the reference's own noise allows: on the placements holding every reference seed,
+    the front one seed's runs pick (an exhaustive search at the reference budget), judged by the
+    mean of the other seeds, and by the mean of them all (the truth, which shares that seed's
+    luck, as a replay's truth shares the luck of the reference runs it drew); beside them the
+    front of the proxy's mean. A search judged by the reference cannot expect much more than
+    another reference run of every placement gets."""
     rseeds = table.seeds("reference")
     if len(rseeds) < 2:
         return
-    s0, s1 = rseeds[:2]
     shared = [
-        p
-        for p in table.placements("reference")
-        if table.accuracy(p, "reference", s0) is not None and table.accuracy(p, "reference", s1) is not None
+        p for p in table.placements("reference") if all(table.accuracy(p, "reference", s) is not None for s in rseeds)
     ]
     if len(shared) < 10:
         return
     _, ref = reference_points(table)  # the replays' reference point
     cost = {p: float(table.cost(p)[0]) for p in shared}
+    by = {s: {p: table.accuracy(p, "reference", s) for p in shared} for s in rseeds}
 
-    def share(pick: dict[str, float], judge: int) -> float:
+    def judge(seeds) -> dict[str, tuple[float, float]]:
+        return {p: (statistics.fmean(by[s][p] for s in seeds), cost[p]) for p in shared}
+
+    def share(pick: dict[str, float], pts: dict[str, tuple[float, float]]) -> float:
         names = list(pick)
         rep = [names[i] for i in front([(pick[p], cost[p]) for p in names])]
-        pts = {p: (table.accuracy(p, "reference", judge), cost[p]) for p in shared}
         return hypervolume((pts[p] for p in rep), ref) / hypervolume(pts.values(), ref)
 
-    by = {s: {p: table.accuracy(p, "reference", s) for p in shared} for s in (s0, s1)}
+    others = {s: judge([o for o in rseeds if o != s]) for s in rseeds}
+    every = judge(rseeds)
     proxy = {p: table.accuracy(p, "proxy") for p in shared}
+    work = len(shared) * table.runs(shared[0], "reference")[0].steps / table.runs(shared[0], "proxy")[0].steps
+    judged_by = "the other" if len(rseeds) == 2 else "the mean of the others"
     print(
-        f"the reference's own noise: on the {len(shared)} placements with reference seeds {s0} and {s1}, the front of "
-        f"one seed judged by the other gives {share(by[s1], s0):.3f} and {share(by[s0], s1):.3f}; the front of the "
-        f"proxy's mean gives {share(proxy, s0):.3f} and {share(proxy, s1):.3f}"
+        f"the reference's own noise: on the {len(shared)} placements with reference seeds "
+        f"{', '.join(map(str, rseeds))}, the front of one seed's runs ({work:.0f} trials' worth) judged by {judged_by} "
+        f"gives {', '.join(f'{share(by[s], others[s]):.3f}' for s in rseeds)} (by the mean of all "
+        f"{len(rseeds)}, its own included: {', '.join(f'{share(by[s], every):.3f}' for s in rseeds)}); the front "
+        f"of the proxy's mean gives {', '.join(f'{share(proxy, others[s]):.3f}' for s in rseeds)} "
+        f"(by the mean of all {len(rseeds)}: {share(proxy, every):.3f})"
     )
 
 
@@ -699,6 +742,13 @@ def main() -> None:
             )
         print("claims of promoted fronts, corrected for their luck: " + "; ".join(parts))
     _proxy_ceiling(table, places)
+    if len(table.complete_seeds("reference")) > 0 and len(table.complete_seeds("proxy")) > 0:
+        best = promotion_ceiling(table, places)
+        print(
+            "promotion from the proxy, idealised (every placement's proxy score for free, one seed each; its k best "
+            "by non-dominated sorting given one reference run each; mean ± std over 100 draws of the seeds): "
+            + ", ".join(f"k={k} {m:.3f} ± {sd:.3f} ({w:.0f} trials' worth)" for k, (m, sd, w) in best.items())
+        )
     _reference_ceiling(table)
     plain = {s: v for s, v in need.items() if s in PLAIN and s != "families"}
     aware = {s: v for s, v in need.items() if s not in PLAIN}

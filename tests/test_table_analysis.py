@@ -202,3 +202,44 @@ def test_settings_that_take_every_run_the_table_holds_are_flagged(tmp_path):
         "rungs, both at the top",
         "rungs to the candidate",
     }
+
+
+def test_promotion_ceiling_promotes_by_non_dominated_layers_cheapest_first(tmp_path):
+    """The search benchmark's idealised two-stage search: every placement's proxy score, the k
+    best by non-dominated sorting on (score, cost) (a layer cut short keeps its cheapest), one
+    reference run each, the front of those judged by the reference. Four placements at 1-4
+    GMACs; the reference is noise-free (both seeds agree): A 0.5, B 0.7, C 0.6, D 0.9. Proxy
+    seed 0 scores B above C, seed 1 C above B; A is always lowest and D highest."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from search_efficiency import promotion_ceiling
+
+    groups = ["stem", "layer1.0"]
+    names = {"A": "2d 2d", "B": "2d 3d", "C": "3d 2d", "D": "3d 3d"}
+    ref = {"A": 0.5, "B": 0.7, "C": 0.6, "D": 0.9}
+    proxy = {0: {"A": 0.1, "B": 0.5, "C": 0.2, "D": 0.6}, 1: {"A": 0.1, "B": 0.2, "C": 0.5, "D": 0.6}}
+    rows = []
+    for i, (k, p) in enumerate(names.items()):
+        for seed in (0, 1):
+            rows.append(_row(p, "reference", seed, ref[k], groups, macs=(i + 1) * 10**9, steps=400))
+            rows.append(_row(p, "proxy", seed, proxy[seed][k], groups, macs=(i + 1) * 10**9, steps=80))
+    path = tmp_path / "t.csv"
+    write_table(path, rows, groups, ["appearance"])
+    table = read_table(path)
+    places = list(names.values())
+    # reference point: the lowest reference accuracy 0.5, 1.1 x 4 GMACs; the true front B, D:
+    # 0.2 x 2.4 + 0.2 x 0.4 = 0.56 (x 1e9), of which B alone holds 0.48
+    # B is always on the first layer (only A is cheaper, and scores lower); C joins it only when
+    # it drew seed 1 and B seed 0 (1 in 4), and then k=3 promotes A, B, C (cheapest first) and
+    # misses D: 0.48 / 0.56; otherwise A, B, D: the whole front
+    got = promotion_ceiling(table, places, ks=(1, 2, 3, 4), draws=4000, seed=1)
+    assert got[1] == pytest.approx((0.0, 0.0, 4 + 5))  # A alone lies on the accuracy floor
+    assert got[2] == pytest.approx((0.48 / 0.56, 0.0, 4 + 10))  # A, B
+    mean3, sd3, work3 = got[3]
+    expected = 0.75 * 1.0 + 0.25 * 0.48 / 0.56
+    assert mean3 == pytest.approx(expected, abs=0.005)
+    assert sd3 == pytest.approx(math.sqrt(0.25 * 0.75) * (1 - 0.48 / 0.56), abs=0.005)
+    assert work3 == 4 + 15
+    assert got[4][:2] == pytest.approx((1.0, 0.0))  # every placement promoted
