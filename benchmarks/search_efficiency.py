@@ -29,8 +29,8 @@ sampler and the best of the tool's settings need to reach 0.95 (the mean over se
 Under a minute on 2 quiet CPU cores with the defaults (10 sampler seeds of 11 settings, about
 0.6 s a replay, one BLAS thread a worker: 34-36 s); ``--samplers all`` replays the other settings too (tpe+rungs/5, costaware
 alone, costaware+repeats, costaware+rungs, costaware+families, the other candidate settings). Optuna's GP sampler takes
-15 minutes or more a replay here (a GP fit and acquisition search per proposal), so its replays are
-run on request with ``--recompute-gp`` and kept in ``benchmarks/tables/search_efficiency_gp.json``,
+1-4 minutes a replay here (a GP fit and acquisition search per proposal: 61-217 s over 10 replays,
+two at a time on 2 cores), so its replays are run on request with ``--recompute-gp`` and kept in ``benchmarks/tables/search_efficiency_gp.json``,
 one entry per sampler seed, written after each replay (a stopped recompute resumes with the seeds
 still missing), keyed by the table's SHA-256, the Optuna version and the checkpoints; a run whose
 table or Optuna differs says so and leaves GP out rather than printing stale numbers. The GP row
@@ -510,8 +510,9 @@ def _gp_key(table: Path) -> dict[str, object]:
         "optuna": optuna.__version__,
         "checkpoints": list(CHECKPOINTS),
         # 5: trainer seeds drawn from the replay's seed; per sampler seed: (true, claimed, held
-        # out or null) shares, checkpoints in training work
-        "format": 5,
+        # out or null) shares, checkpoints in training work; 6: a repeat's free placement found
+        # farther than one decision away (GP's studies no longer stop at 60-80 trials)
+        "format": 6,
     }
 
 
@@ -612,7 +613,7 @@ def main() -> None:
     if "gp" in samplers and not args.recompute_gp and not gp_seeds:
         print(
             f"note: no GP replays of this table in {GP_CACHE.name} (table or Optuna version differ); "
-            "GP left out: run with --recompute-gp (15 minutes or more a replay on 2 cores) to add them"
+            "GP left out: run with --recompute-gp (1-4 minutes a replay on 2 cores) to add them"
         )
         samplers = [s for s in samplers if s != "gp"]
         if not samplers:

@@ -1,5 +1,5 @@
 """Where the next placement comes from: the study's queue (``evaluate_first`` names, placements
-queued again after a crash), one-decision neighbours of repeated proposals, or the sampler,
+queued again after a crash), the nearest free neighbours of repeated proposals, or the sampler,
 which runs on an in-memory mirror of the study (same trials, values and constraints) so that
 a proposal never reads the whole study from the database."""
 
@@ -208,8 +208,12 @@ class Proposer:
         once it has found good regions. The proposal is dropped (told FAIL on the sampler's
         copy, so that each architecture is observed once) and a one-decision neighbour of it
         that is not in ``taken`` is queued instead: local search around what the sampler
-        likes, at no sampling cost. Returns False where no neighbour is needed (the grid
-        moves on by itself)."""
+        likes, at no sampling cost. Where every one-decision neighbour tried is taken, one two
+        decisions away, then three, and so on: the nearest free placement the tries find. A
+        sampler that keeps proposing what it has seen (GP does, on small spaces) would
+        otherwise end the study long before its space is exhausted (a GP study of the
+        243-placement table stopped after 64 trials, saying the space looked exhausted).
+        Returns False where no neighbour is needed (the grid moves on by itself)."""
         from optuna.trial import TrialState
 
         self._running.pop(id(mt), None)
@@ -229,7 +233,18 @@ class Proposer:
             cand = self._tokens_key(params)
             if cand not in taken:
                 self.neighbours.append((params, origin))
-                break
+                return True
+        # farther out: d decisions changed at once, as many tries at each distance
+        free = [g for g in groups if len(g.tokens) > 1]
+        for d in range(2, len(free) + 1):
+            for _ in range(4 * len(groups)):
+                params = dict(proposed)
+                for g in self.rng.sample(free, d):
+                    options = [t for t in g.tokens if t != proposed[g.name]]
+                    params[g.name] = options[self.rng.randrange(len(options))]
+                if self._tokens_key(params) not in taken:
+                    self.neighbours.append((params, origin))
+                    return True
         return True
 
     def queued_keys(self) -> set[str]:
