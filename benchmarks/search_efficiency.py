@@ -27,9 +27,9 @@ sampler and the best of the tool's settings need to reach 0.95 (the mean over se
     python benchmarks/search_efficiency.py [--table PATH] [--seeds N] [--samplers tpe,random,...|all]
 
 Under a minute on 2 quiet CPU cores with the defaults (10 sampler seeds of 11 settings, about
-0.6 s a replay, one BLAS thread a worker: 34-36 s); ``--samplers all`` replays the other settings too (tpe+rungs/5, costaware
+0.5-0.6 s a replay, one BLAS thread a worker: 30-37 s); ``--samplers all`` replays the other settings too (tpe+rungs/5, costaware
 alone, costaware+repeats, costaware+rungs, costaware+families, the other candidate settings). Optuna's GP sampler takes
-1-4 minutes a replay here (a GP fit and acquisition search per proposal: 61-217 s over 10 replays,
+30-60 s a replay here (a GP fit and acquisition search per proposal: 31-57 s over 40 replays,
 two at a time on 2 cores), so its replays are run on request with ``--recompute-gp`` and kept in ``benchmarks/tables/search_efficiency_gp.json``,
 one entry per sampler seed, written after each replay (a stopped recompute resumes with the seeds
 still missing), keyed by the table's SHA-256, the Optuna version and the checkpoints; a run whose
@@ -369,24 +369,25 @@ def _proxy_ceiling(table, places) -> None:
 
 
 def promotion_ceiling(
-    table, places: list[str], ks: tuple[int, ...] = (6, 10, 20), draws: int = 100, seed: int = 0
+    table, places: list[str], ks: tuple[int, ...] = (6, 10, 20, 40), draws: int = 100, seed: int = 0
 ) -> dict[int, tuple[float, float, float]]:
-    """What promotion from the proxy can buy at best: an idealised two-stage search that gets
-    every placement's proxy score for free (one run each, its table seed drawn per placement, as
-    the table evaluator draws it), promotes the k best by non-dominated sorting on (proxy
+    """What promotion from the proxy can buy at best: an idealised two-stage search, no sampler,
+    that scores every placement at the proxy (one run each, its table seed drawn per placement,
+    as the table evaluator draws it), promotes the k best by non-dominated sorting on (proxy
     score, exact cost) (a layer cut short keeps its cheapest: the cheap end holds most of the
     hypervolume) to one reference run each (a drawn seed), and reports the front of those runs,
     judged like a replay's. k -> (mean share over ``draws`` draws of the seeds, its standard
     deviation, the training work in trials' worth: every placement's proxy run and the k
-    reference runs by their steps)."""
+    reference runs by their steps). Each k draws its own seeds (from ``seed`` and k), so its
+    result does not depend on the other ks asked for."""
     import random
 
-    rng = random.Random(seed)
     cost = {p: float(table.cost(p)[0]) for p in places}
     pseeds, rseeds = table.complete_seeds("proxy"), table.complete_seeds("reference")
     ratio = table.runs(places[0], "reference")[0].steps / table.runs(places[0], "proxy")[0].steps
     out = {}
     for k in ks:
+        rng = random.Random(f"{seed}-{k}")
         got = []
         for _ in range(draws):
             score = {p: table.accuracy(p, "proxy", rng.choice(pseeds)) for p in places}
@@ -399,7 +400,7 @@ def promotion_ceiling(
             rep = [promoted[i] for i in front([(ref[p], cost[p]) for p in promoted])]
             got.append(shares(table, {p: (ref[p], cost[p]) for p in rep}, places)[0])
         sd = statistics.stdev(got) if len(got) > 1 else 0.0
-        out[k] = (statistics.fmean(got), sd, len(places) + k * ratio)
+        out[k] = (statistics.fmean(got), sd, len(places) + min(k, len(places)) * ratio)
     return out
 
 
@@ -410,7 +411,7 @@ def _reference_ceiling(table) -> None:
     luck, as a replay's truth shares the luck of the reference runs it drew); beside them the
     front of the proxy's mean. A search judged by the reference cannot expect much more than
     another reference run of every placement gets."""
-    rseeds = table.seeds("reference")
+    rseeds = table.complete_seeds("reference")  # a seed still being built would shrink the placements
     if len(rseeds) < 2:
         return
     shared = [
@@ -543,7 +544,7 @@ def _store_gp_cache(table: Path, replays: dict[int, dict[int, tuple[float, float
 @contextlib.contextmanager
 def _one_blas_thread():
     """The environment of the worker processes started inside: one OpenMP / OpenBLAS thread."""
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     old = {k: os.environ.get(k) for k in names}
     os.environ.update(dict.fromkeys(names, "1"))
     try:
@@ -613,7 +614,7 @@ def main() -> None:
     if "gp" in samplers and not args.recompute_gp and not gp_seeds:
         print(
             f"note: no GP replays of this table in {GP_CACHE.name} (table or Optuna version differ); "
-            "GP left out: run with --recompute-gp (1-4 minutes a replay on 2 cores) to add them"
+            "GP left out: run with --recompute-gp (30-60 s a replay on 2 cores) to add them"
         )
         samplers = [s for s in samplers if s != "gp"]
         if not samplers:
@@ -744,10 +745,12 @@ def main() -> None:
         print("claims of promoted fronts, corrected for their luck: " + "; ".join(parts))
     _proxy_ceiling(table, places)
     if len(table.complete_seeds("reference")) > 0 and len(table.complete_seeds("proxy")) > 0:
-        best = promotion_ceiling(table, places)
+        draws = 100
+        best = promotion_ceiling(table, places, draws=draws)
         print(
-            "promotion from the proxy, idealised (every placement's proxy score for free, one seed each; its k best "
-            "by non-dominated sorting given one reference run each; mean ± std over 100 draws of the seeds): "
+            "promotion from the proxy, idealised (no search: every placement scored at the proxy, one seed each; its "
+            "k best by non-dominated sorting given one reference run each; mean ± std over "
+            f"{draws} draws of the seeds): "
             + ", ".join(f"k={k} {m:.3f} ± {sd:.3f} ({w:.0f} trials' worth)" for k, (m, sd, w) in best.items())
         )
     _reference_ceiling(table)

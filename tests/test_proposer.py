@@ -53,13 +53,13 @@ def test_a_repeat_in_an_exhausted_space_queues_nothing(tiny):
 
 
 def test_a_repeat_finds_the_last_free_placement_however_far(tiny):
-    """Every placement but the one differing from the proposal in every decision is taken. The
-    tries at each distance are random (20 of them): the one free placement among the 81 at
-    distance 5 is found with probability 1 - (80/81)^20 = 0.22 a repeat, so over 20 seeds
-    some find it (all miss with probability 0.78^20 < 0.01), and none queues anything else."""
+    """Every placement but one that differs from the proposal in every decision is taken. The
+    tries at each distance are random (20 of them): the one free placement among the 3^5 = 243
+    at distance 5 is found with probability 1 - (242/243)^20 = 0.079 a repeat, so over 60 seeds
+    some find it (all miss with probability 0.921^60 < 0.01), and none queues anything else."""
     space, groups, start, every = tiny
     last = {g: tokens[-1] for g, tokens in groups.items()}
     taken = [q for q in every if q != last]
-    got = [_repeat(space, start, taken, seed) for seed in range(20)]
+    got = [_repeat(space, start, taken, seed) for seed in range(60)]
     assert all(g in ([], [(last, 7)]) for g in got)
     assert sum(g != [] for g in got) >= 1

@@ -232,7 +232,7 @@ def test_promotion_ceiling_promotes_by_non_dominated_layers_cheapest_first(tmp_p
     # reference point: the lowest reference accuracy 0.5, 1.1 x 4 GMACs; the true front B, D:
     # 0.2 x 2.4 + 0.2 x 0.4 = 0.56 (x 1e9), of which B alone holds 0.48
     # B is always on the first layer (only A is cheaper, and scores lower); C joins it only when
-    # it drew seed 1 and B seed 0 (1 in 4), and then k=3 promotes A, B, C (cheapest first) and
+    # it drew seed 1 and B seed 1 too (1 in 4; B at 0.5 would dominate C at 0.5 or 0.2), and then k=3 promotes A, B, C (cheapest first) and
     # misses D: 0.48 / 0.56; otherwise A, B, D: the whole front
     got = promotion_ceiling(table, places, ks=(1, 2, 3, 4), draws=4000, seed=1)
     assert got[1] == pytest.approx((0.0, 0.0, 4 + 5))  # A alone lies on the accuracy floor
