@@ -11,6 +11,7 @@ import math
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
@@ -172,7 +173,9 @@ def test_estimates_mean_se_and_top_budget_front():
     """Trials made by hand: A has 3 runs at 12 steps, B one at 12, C only at 6 steps (better
     than both): C is a candidate, not on the front."""
     st = optuna.create_study(directions=["maximize", "minimize"])
-    st.set_metric_names(["accuracy", "macs"])
+    with warnings.catch_warnings():  # Optuna marks set_metric_names experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        st.set_metric_names(["accuracy", "macs"])
     dist = {"x": optuna.distributions.CategoricalDistribution(["A", "B", "C"])}
 
     def add(name, acc, macs, steps, seed):
