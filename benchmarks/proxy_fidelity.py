@@ -14,7 +14,9 @@ placement holds; a seed still being built enters (e) only):
     mean of k proxy seeds, the table's candidate budgets (``[table.NAME]``: other steps, clips or
     held-out sets, each with its seeds), and the reference run read at its own intermediate evaluations
     (steps 100, 200, 300: 1 seed, so its tau against the reference at 400 is optimistic: the
-    same run); cost = the mean measured wall time of a proxy run x k x (step / steps);
+    same run), and the mean of the proxy run's held-out accuracies over its evaluations (the area
+    under its learning curve: the same runs, read differently); cost = the mean measured wall
+    time of a proxy run x k x (step / steps);
 (e) the reference against itself, where placements hold two or more reference seeds: their tau and
     r = sin(pi tau / 2) (one reference run's reliability as a ranking, on normal scores), the tau an exact ranking could reach against the
     mean of m reference seeds (Spearman-Brown for the mean, Greiner's tau = 2/pi arcsin rho), and
@@ -139,6 +141,26 @@ def main() -> None:
             if taus:
                 cost = proxy_wall * k * step / proxy_steps
                 cands.append((f"proxy {step}/{proxy_steps} steps x {k} seed(s)", statistics.fmean(taus), cost))
+    # the area under the proxy run's held-out accuracy curve (the mean of its evaluations): the
+    # same runs read differently, at no extra cost; a learning-curve score in the spirit of Ru
+    # et al. 2021 (the sum of training losses), which rewards a placement that learns early
+    steps_seen = sorted({s for r in proxy_rows for s, _ in r.eval_curve})
+    if len(steps_seen) > 1:
+        for k in range(1, len(pseeds) + 1):
+            taus = []
+            for sub in seed_subsets(pseeds, k):
+                a = [
+                    statistics.fmean(statistics.fmean(v for _, v in t.row(p, "proxy", s).eval_curve) for s in sub)  # type: ignore[union-attr]
+                    for p in places
+                ]
+                taus.append(kendall_tau(a, ref))
+            cands.append(
+                (
+                    f"proxy curve mean ({steps_seen[0]}..{steps_seen[-1]} steps) x {k} seed(s)",
+                    statistics.fmean(taus),
+                    proxy_wall * k,
+                )
+            )
     for step in sorted({s for r in ref_rows for s, _ in r.eval_curve}):
         if step >= ref_steps:
             continue
