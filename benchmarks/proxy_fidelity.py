@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from placement_search.table import Table, read_table
 from placement_search.table.analysis import (
+    curve_means,
     disattenuated_tau,
     kendall_tau,
     mean_of_seeds,
@@ -149,11 +150,7 @@ def main() -> None:
         for k in range(1, len(pseeds) + 1):
             taus = []
             for sub in seed_subsets(pseeds, k):
-                a = [
-                    statistics.fmean(statistics.fmean(v for _, v in t.row(p, "proxy", s).eval_curve) for s in sub)  # type: ignore[union-attr]
-                    for p in places
-                ]
-                taus.append(kendall_tau(a, ref))
+                taus.append(kendall_tau(curve_means(t, places, "proxy", sub), ref))
             cands.append(
                 (
                     f"proxy curve mean ({steps_seen[0]}..{steps_seen[-1]} steps) x {k} seed(s)",

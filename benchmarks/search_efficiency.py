@@ -62,7 +62,7 @@ from placement_search.study.estimates import (
 )
 from placement_search.study.records import COUNTED, run_fields, trial_attrs
 from placement_search.table import read_table
-from placement_search.table.analysis import front, hypervolume, mean_of_seeds, reference_points
+from placement_search.table.analysis import curve_means, front, hypervolume, mean_of_seeds, reference_points
 
 DEFAULT = Path(__file__).resolve().parent / "tables" / "tiny_sub243.csv"
 CHECKPOINTS = (20, 40, 60, 100, 200)
@@ -369,9 +369,7 @@ def _proxy_ceiling(table, places) -> None:
         if all(len(table.row(p, b, s).eval_curve) > 1 for p in places for s in seeds):
             # the same runs read as learning curves (the mean of each run's held-out evaluations),
             # which rank the space better (benchmarks/proxy_fidelity.py)
-            curve = [
-                judged([statistics.fmean(v for _, v in table.row(p, b, s).eval_curve) for p in places]) for s in seeds
-            ]
+            curve = [judged(curve_means(table, places, b, [s])) for s in seeds]
             line += f"; read as curve means (each run's mean held-out accuracy over its evaluations): {statistics.fmean(curve):.3f}"
             line += f" ± {statistics.stdev(curve):.3f} with one seed" if len(curve) > 1 else " with its one seed"
         print(line)
@@ -433,7 +431,7 @@ def _reference_ceiling(table) -> None:
     by = {s: {p: table.accuracy(p, "reference", s) for p in shared} for s in rseeds}
 
     def judge(seeds) -> dict[str, tuple[float, float]]:
-        return {p: (statistics.fmean(by[s][p] for s in seeds), cost[p]) for p in shared}
+        return {p: (a, cost[p]) for p, a in zip(shared, mean_of_seeds(table, shared, "reference", seeds))}
 
     def share(pick: dict[str, float], pts: dict[str, tuple[float, float]]) -> float:
         names = list(pick)
@@ -552,7 +550,7 @@ def _store_gp_cache(table: Path, replays: dict[int, dict[int, tuple[float, float
 
 @contextlib.contextmanager
 def _one_blas_thread():
-    """The environment of the worker processes started inside: one OpenMP / OpenBLAS thread."""
+    """The environment of the worker processes started inside: one OpenMP / OpenBLAS / MKL thread."""
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     old = {k: os.environ.get(k) for k in names}
     os.environ.update(dict.fromkeys(names, "1"))
@@ -753,7 +751,7 @@ def main() -> None:
             )
         print("claims of promoted fronts, corrected for their luck: " + "; ".join(parts))
     _proxy_ceiling(table, places)
-    if len(table.complete_seeds("reference")) > 0 and len(table.complete_seeds("proxy")) > 0:
+    if table.complete_seeds("reference") and table.complete_seeds("proxy"):
         draws = 100
         best = promotion_ceiling(table, places, draws=draws)
         print(

@@ -12,6 +12,7 @@ from test_table import _row
 
 from placement_search.table import read_table, write_table
 from placement_search.table.analysis import (
+    curve_means,
     disattenuated_tau,
     kendall_tau,
     mean_reliability,
@@ -243,3 +244,23 @@ def test_promotion_ceiling_promotes_by_non_dominated_layers_cheapest_first(tmp_p
     assert sd3 == pytest.approx(math.sqrt(0.25 * 0.75) * (1 - 0.48 / 0.56), abs=0.005)
     assert work3 == 4 + 15
     assert got[4][:2] == pytest.approx((1.0, 0.0))  # every placement promoted
+
+
+def test_curve_means_average_each_runs_evaluations_then_the_seeds(tmp_path):
+    """A run's curve mean is the mean of its held-out evaluations; over seeds, their mean. Seed
+    0 evaluates 0.2, 0.4, 0.6 (mean 0.4), seed 1 0.3, 0.5 (mean 0.4 too, over fewer points):
+    0.4 either way; a placement lacking a seed is an error, as for mean_of_seeds."""
+    groups = ["stem", "layer1.0"]
+    rows = [
+        _row("2d 2d", "proxy", 0, 0.6, groups, curve=[[2, 0.2], [4, 0.4], [6, 0.6]]),
+        _row("2d 2d", "proxy", 1, 0.5, groups, curve=[[3, 0.3], [6, 0.5]]),
+        _row("3d 3d", "proxy", 0, 0.9, groups, curve=[[3, 0.5], [6, 0.9]]),
+    ]
+    path = tmp_path / "t.csv"
+    write_table(path, rows, groups, ["appearance"])
+    table = read_table(path)
+    assert curve_means(table, ["2d 2d"], "proxy", [0]) == pytest.approx([0.4])
+    assert curve_means(table, ["2d 2d"], "proxy", [0, 1]) == pytest.approx([0.4])
+    assert curve_means(table, ["2d 2d", "3d 3d"], "proxy", [0]) == pytest.approx([0.4, 0.7])
+    with pytest.raises(KeyError):
+        curve_means(table, ["3d 3d"], "proxy", [0, 1])

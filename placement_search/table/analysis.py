@@ -17,6 +17,7 @@ from .. import pareto
 from .table import Table
 
 __all__ = [
+    "curve_means",
     "disattenuated_tau",
     "front",
     "hypervolume",
@@ -58,6 +59,19 @@ def mean_of_seeds(table: Table, placements: Sequence[str], budget: str, seeds: I
         if any(a is None for a in accs):
             raise KeyError(f"{p}: no {budget} run for some of seeds {seeds}")
         out.append(statistics.fmean(a for a in accs if a is not None))
+    return out
+
+
+def curve_means(table: Table, placements: Sequence[str], budget: str, seeds: Iterable[int]) -> list[float]:
+    """Each placement's runs at ``budget`` read as learning curves: the mean over ``seeds`` of
+    each run's mean held-out accuracy over its evaluations (the area under its curve)."""
+    seeds = list(seeds)
+    out = []
+    for p in placements:
+        rows = [table.row(p, budget, s) for s in seeds]
+        if any(r is None for r in rows):
+            raise KeyError(f"{p}: no {budget} run for some of seeds {seeds}")
+        out.append(statistics.fmean(statistics.fmean(v for _, v in r.eval_curve) for r in rows if r is not None))
     return out
 
 
