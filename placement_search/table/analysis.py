@@ -8,7 +8,7 @@ Plain data in, numbers out (numpy and scipy): the benchmarks ``proxy_fidelity.py
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -50,29 +50,34 @@ def top_overlap(a: Sequence[float], b: Sequence[float], share: float = 0.1) -> f
     return len(ta & tb) / k
 
 
-def mean_of_seeds(table: Table, placements: Sequence[str], budget: str, seeds: Iterable[int]) -> list[float]:
-    """Each placement's mean accuracy over ``seeds`` at ``budget`` (every seed must be there)."""
+def _seed_means(
+    placements: Sequence[str], budget: str, seeds: Iterable[int], read: Callable[[str, int], float | None]
+) -> list[float]:
+    """Each placement's mean over ``seeds`` of ``read(placement, seed)`` (every seed must be there)."""
     seeds = list(seeds)
     out = []
     for p in placements:
-        accs = [table.accuracy(p, budget, s) for s in seeds]
-        if any(a is None for a in accs):
+        vals = [read(p, s) for s in seeds]
+        if any(v is None for v in vals):
             raise KeyError(f"{p}: no {budget} run for some of seeds {seeds}")
-        out.append(statistics.fmean(a for a in accs if a is not None))
+        out.append(statistics.fmean(v for v in vals if v is not None))
     return out
+
+
+def mean_of_seeds(table: Table, placements: Sequence[str], budget: str, seeds: Iterable[int]) -> list[float]:
+    """Each placement's mean accuracy over ``seeds`` at ``budget`` (every seed must be there)."""
+    return _seed_means(placements, budget, seeds, lambda p, s: table.accuracy(p, budget, s))
 
 
 def curve_means(table: Table, placements: Sequence[str], budget: str, seeds: Iterable[int]) -> list[float]:
     """Each placement's runs at ``budget`` read as learning curves: the mean over ``seeds`` of
     each run's mean held-out accuracy over its evaluations (the area under its curve)."""
-    seeds = list(seeds)
-    out = []
-    for p in placements:
-        rows = [table.row(p, budget, s) for s in seeds]
-        if any(r is None for r in rows):
-            raise KeyError(f"{p}: no {budget} run for some of seeds {seeds}")
-        out.append(statistics.fmean(statistics.fmean(v for _, v in r.eval_curve) for r in rows if r is not None))
-    return out
+
+    def read(p: str, s: int) -> float | None:
+        row = table.row(p, budget, s)
+        return statistics.fmean(v for _, v in row.eval_curve) if row is not None and row.eval_curve else None
+
+    return _seed_means(placements, budget, seeds, read)
 
 
 def seed_subsets(seeds: Sequence[int], k: int) -> list[tuple[int, ...]]:
